@@ -1,0 +1,37 @@
+"""Configuration model (stdlib only): the eight API resources, their store and the API seam."""
+
+from .config import (
+    AuthCredential,
+    Config,
+    Extent,
+    GlobalConfig,
+    InitiatorGroup,
+    LunMapping,
+    Portal,
+    PortalAddress,
+    ServiceState,
+    Target,
+    TargetGroup,
+)
+from .control import ApplyError, ConfigError, SessionInfo, TargetControl
+from .store import ConfigStore, StoreError
+
+__all__ = [
+    "ApplyError",
+    "AuthCredential",
+    "Config",
+    "ConfigError",
+    "ConfigStore",
+    "Extent",
+    "GlobalConfig",
+    "InitiatorGroup",
+    "LunMapping",
+    "Portal",
+    "PortalAddress",
+    "ServiceState",
+    "SessionInfo",
+    "StoreError",
+    "Target",
+    "TargetControl",
+    "TargetGroup",
+]

@@ -1,0 +1,62 @@
+"""`TargetControl`: the seam between the management API (api/) and the running target (server/).
+
+The API never touches sockets or sessions. It reads `snapshot()`, builds a new `Config`, validates
+it (model/validation) and calls `await apply(new_config)`. `server.TargetService` implements this:
+it persists the configuration and makes the live target match it (portals listen, LUNs appear,
+sessions of deleted targets end). If the live change cannot be made, it raises `ApplyError`
+naming the API field, and neither the database nor the running target changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .config import Config
+
+
+class ConfigError(Exception):
+    """A configuration change was refused. `errors` maps API field names to messages."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+class ApplyError(ConfigError):
+    """The change was valid but could not be applied live (port in use, device missing)."""
+
+    @classmethod
+    def on(cls, api_field: str, message: str) -> ApplyError:
+        return cls({api_field: [message]})
+
+
+@dataclass
+class SessionInfo:
+    """One live iSCSI session, as `GET /services/iscsi/sessions/` shows it."""
+
+    initiator: str
+    initiator_addr: str
+    target: str
+    target_portal: str
+    isid: str
+    tsih: int
+    session_type: str  # "Normal" / "Discovery"
+    connections: int
+    parameters: dict[str, str] = field(default_factory=dict)
+    commands: int = 0
+    read_bytes: int = 0
+    written_bytes: int = 0
+
+
+class TargetControl(Protocol):
+    def snapshot(self) -> Config:
+        """The configuration currently served (do not mutate it; `copy()` it)."""
+        ...
+
+    async def apply(self, new: Config) -> None:
+        """Persist `new` and make the live target match it, or raise `ApplyError`."""
+        ...
+
+    def sessions(self) -> list[SessionInfo]:
+        ...

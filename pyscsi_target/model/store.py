@@ -1,0 +1,127 @@
+"""The persistent configuration: one SQLite database, `<data-dir>/config.db`.
+
+Each resource row is stored as JSON in `objects(collection, id, data)`; the global configuration,
+service state and id counters live in `singletons(name, data)`. `save()` writes the complete new
+configuration in one transaction (configurations are small: thousands of rows at most), so a
+crash leaves either the old or the new configuration, never half of a change. The database runs in
+WAL mode with `synchronous=FULL`: a committed change survives power loss (SQLite docs, "WAL mode").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from .config import (
+    AuthCredential,
+    Config,
+    Extent,
+    GlobalConfig,
+    InitiatorGroup,
+    LunMapping,
+    Portal,
+    PortalAddress,
+    ServiceState,
+    Target,
+    TargetGroup,
+)
+
+SCHEMA_VERSION = 1
+
+_ROW_TYPES: dict[str, type] = {
+    "portals": Portal,
+    "initiators": InitiatorGroup,
+    "auths": AuthCredential,
+    "targets": Target,
+    "targetgroups": TargetGroup,
+    "extents": Extent,
+    "mappings": LunMapping,
+}
+
+
+class StoreError(Exception):
+    """The configuration database cannot be read or written."""
+
+
+def _to_json(obj: Any) -> str:
+    return json.dumps(dataclasses.asdict(obj), sort_keys=True)
+
+
+def _row(cls: type, data: dict[str, Any]) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in data.items() if k in names}
+    if cls is Portal:
+        kwargs["ips"] = [PortalAddress(**a) for a in kwargs.get("ips", [])]
+    return cls(**kwargs)
+
+
+class ConfigStore:
+    """Load and atomically save a `Config`. Thread-safe; blocking (call it off the event loop)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS objects (collection TEXT NOT NULL, id INTEGER NOT NULL,"
+            " data TEXT NOT NULL, PRIMARY KEY (collection, id))"
+        )
+        self._db.execute("CREATE TABLE IF NOT EXISTS singletons (name TEXT PRIMARY KEY, data TEXT NOT NULL)")
+        row = self._db.execute("SELECT data FROM singletons WHERE name='schema'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO singletons VALUES ('schema', ?)", (json.dumps(SCHEMA_VERSION),))
+        elif json.loads(row[0]) > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema {row[0]} is newer than this program ({SCHEMA_VERSION})")
+
+    def load(self) -> Config:
+        with self._lock:
+            cfg = Config()
+            singles = dict(self._db.execute("SELECT name, data FROM singletons").fetchall())
+            if "global" in singles:
+                cfg.global_config = _row(GlobalConfig, json.loads(singles["global"]))
+            if "service" in singles:
+                cfg.service = _row(ServiceState, json.loads(singles["service"]))
+            if "next_ids" in singles:
+                cfg.next_ids = {k: int(v) for k, v in json.loads(singles["next_ids"]).items()}
+            for collection, oid, data in self._db.execute("SELECT collection, id, data FROM objects"):
+                cls = _ROW_TYPES.get(collection)
+                if cls is None:
+                    continue
+                getattr(cfg, collection)[oid] = _row(cls, json.loads(data))
+            return cfg
+
+    def save(self, cfg: Config) -> None:
+        """Replace the stored configuration with `cfg` in a single transaction."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("DELETE FROM objects")
+                rows = [
+                    (collection, oid, _to_json(obj))
+                    for collection in _ROW_TYPES
+                    for oid, obj in getattr(cfg, collection).items()
+                ]
+                self._db.executemany("INSERT INTO objects VALUES (?, ?, ?)", rows)
+                singles = [
+                    ("global", _to_json(cfg.global_config)),
+                    ("service", _to_json(cfg.service)),
+                    ("next_ids", json.dumps(cfg.next_ids, sort_keys=True)),
+                ]
+                self._db.executemany("INSERT OR REPLACE INTO singletons VALUES (?, ?)", singles)
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,68 @@
+"""What the transport hands the SCSI core and what it gets back (SAM-5 §5: execute command).
+
+The iSCSI layer builds a `ScsiRequest` once all of a command's Data-Out has arrived, calls
+`scsi.execute(request, luns)` and turns the `ScsiResult` into Data-In / SCSI Response PDUs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+Buffer = bytes | bytearray | memoryview
+
+# SAM status codes (SAM-5 §5.3)
+GOOD = 0x00
+CHECK_CONDITION = 0x02
+CONDITION_MET = 0x04
+BUSY = 0x08
+RESERVATION_CONFLICT = 0x18
+TASK_SET_FULL = 0x28
+ACA_ACTIVE = 0x30
+TASK_ABORTED = 0x40
+
+# task attributes (SAM-5 §8.6; iSCSI ATTR field values, RFC 7143 §11.3.1)
+ATTR_UNTAGGED = 0
+ATTR_SIMPLE = 1
+ATTR_ORDERED = 2
+ATTR_HEAD_OF_QUEUE = 3
+ATTR_ACA = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Nexus:
+    """An I_T nexus: SCSI initiator port and target port names (RFC 7143 §4.4.1 / SPC-4 7.6.4.4).
+
+    initiator_port: "<initiator name>,i,0x<ISID hex>"; target_port: "<target name>,t,0x<TPGT hex>".
+    """
+
+    initiator_port: str
+    target_port: str
+    relative_port_id: int = 1
+
+
+@dataclass(slots=True)
+class ScsiRequest:
+    cdb: bytes
+    lun: int
+    nexus: Nexus
+    #: the write data the initiator sent (ExpectedDataTransferLength bytes, or fewer), or None
+    data_out: Buffer | None = None
+    #: ExpectedDataTransferLength for reads (the initiator's buffer size)
+    expected_in: int = 0
+    #: ExpectedDataTransferLength as sent in the command (either direction)
+    expected_length: int = 0
+    task_tag: int = 0
+    task_attr: int = ATTR_SIMPLE
+
+
+@dataclass(slots=True)
+class ScsiResult:
+    status: int = GOOD
+    #: Data-In; may be longer than expected_in (the transport truncates and reports overflow)
+    data: Buffer = b""
+    #: sense data (fixed or descriptor format), only with CHECK_CONDITION
+    sense: bytes | None = None
+    #: bytes the CDB asked to transfer in its data direction, when that differs from len(data)
+    #: (used by the transport to compute residuals for writes); None = len(data)
+    transfer_length: int | None = None
+    extra: dict[str, object] = field(default_factory=dict)

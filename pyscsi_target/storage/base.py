@@ -1,0 +1,118 @@
+"""The block backend interface every extent implements, and the storage error family.
+
+A backend is a flat array of `num_blocks` blocks of `block_size` bytes. Methods are synchronous
+and may block (page faults, msync, fdatasync); the server decides which calls run in a worker
+thread. Backends know nothing of SCSI: scsi/ maps `StorageError`s to sense data in one place.
+
+Addresses are in blocks (`lba`, `nblocks`); callers (scsi/) check ranges first, but backends check
+again and raise `OutOfRange` rather than touching memory outside the extent.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+
+Buffer = bytes | bytearray | memoryview
+
+
+class StorageError(Exception):
+    """Base of every error a backend raises."""
+
+
+class OutOfRange(StorageError):
+    """The request reaches past the end of the extent."""
+
+
+class ReadOnly(StorageError):
+    """A write to a read-only extent."""
+
+
+class MediumError(StorageError):
+    """The medium failed a read or write (EIO and friends)."""
+
+
+class FlushFailed(MediumError):
+    """msync/fdatasync failed; the backend stays failed until `clear_fault()` (fsyncgate)."""
+
+
+class NoSpace(StorageError):
+    """ENOSPC while allocating blocks of a sparse file."""
+
+
+class Backend(ABC):
+    """One extent's storage."""
+
+    block_size: int
+    read_only: bool
+
+    @property
+    @abstractmethod
+    def num_blocks(self) -> int: ...
+
+    @abstractmethod
+    def read(self, lba: int, nblocks: int) -> memoryview:
+        """Return the data. May be a view into the backing mapping (valid until the next write/resize
+        of those blocks): callers send it or copy it, they never keep it."""
+
+    @abstractmethod
+    def write(self, lba: int, data: Buffer) -> None:
+        """Write `len(data)` bytes (a whole number of blocks) at `lba`."""
+
+    @abstractmethod
+    def flush(self, lba: int = 0, nblocks: int = 0) -> None:
+        """Make every completed write in the range durable (nblocks=0: to the end). Raises FlushFailed."""
+
+    def write_fua(self, lba: int, data: Buffer) -> None:
+        """Write and make durable before returning (FUA / write-through)."""
+        self.write(lba, data)
+        self.flush(lba, len(data) // self.block_size)
+
+    def unmap(self, lba: int, nblocks: int) -> None:
+        """Deallocate the blocks; later reads return zeroes. Default: write zeroes."""
+        self._check(lba, nblocks)
+        chunk = max(1, (1 << 20) // self.block_size)
+        zero = bytes(chunk * self.block_size)
+        while nblocks > 0:
+            n = min(chunk, nblocks)
+            self.write(lba, memoryview(zero)[: n * self.block_size])
+            lba += n
+            nblocks -= n
+
+    def write_same(self, lba: int, nblocks: int, block: Buffer) -> None:
+        """Write the one block `block` to every block of the range."""
+        self._check(lba, nblocks)
+        chunk = max(1, min(nblocks, (1 << 20) // self.block_size))
+        pattern = bytes(block) * chunk
+        while nblocks > 0:
+            n = min(chunk, nblocks)
+            self.write(lba, memoryview(pattern)[: n * self.block_size])
+            lba += n
+            nblocks -= n
+
+    def allocation(self, lba: int, nblocks: int) -> Iterator[tuple[int, int, bool]]:
+        """Yield (lba, nblocks, mapped) runs covering the range. Default: all mapped."""
+        self._check(lba, nblocks)
+        yield (lba, nblocks, True)
+
+    @property
+    def supports_unmap(self) -> bool:
+        """True if unmap really deallocates (thin provisioning)."""
+        return False
+
+    def resize(self, size_bytes: int) -> None:
+        raise StorageError("this backend cannot be resized")
+
+    def clear_fault(self) -> None:
+        """Operator action: forget a failed flush so the extent can be used again."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @property
+    def size_bytes(self) -> int:
+        return self.num_blocks * self.block_size
+
+    def _check(self, lba: int, nblocks: int) -> None:
+        if lba < 0 or nblocks < 0 or lba + nblocks > self.num_blocks:
+            raise OutOfRange(f"blocks {lba}+{nblocks} outside 0..{self.num_blocks}")
