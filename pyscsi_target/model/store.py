@@ -65,38 +65,59 @@ class ConfigStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS objects (collection TEXT NOT NULL, id INTEGER NOT NULL,"
-            " data TEXT NOT NULL, PRIMARY KEY (collection, id))"
-        )
-        self._db.execute("CREATE TABLE IF NOT EXISTS singletons (name TEXT PRIMARY KEY, data TEXT NOT NULL)")
-        row = self._db.execute("SELECT data FROM singletons WHERE name='schema'").fetchone()
-        if row is None:
-            self._db.execute("INSERT INTO singletons VALUES ('schema', ?)", (json.dumps(SCHEMA_VERSION),))
-        elif json.loads(row[0]) > SCHEMA_VERSION:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(f"{self.path}: cannot open the configuration database: {err}") from err
+        try:
+            self._prepare()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _prepare(self) -> None:
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS objects (collection TEXT NOT NULL, id INTEGER NOT NULL,"
+                " data TEXT NOT NULL, PRIMARY KEY (collection, id))"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS singletons (name TEXT PRIMARY KEY, data TEXT NOT NULL)"
+            )
+            row = self._db.execute("SELECT data FROM singletons WHERE name='schema'").fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO singletons VALUES ('schema', ?)", (json.dumps(SCHEMA_VERSION),))
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: not a usable configuration database: {err}") from err
+        if row is not None and json.loads(row[0]) > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: schema {row[0]} is newer than this program ({SCHEMA_VERSION})")
 
     def load(self) -> Config:
         with self._lock:
-            cfg = Config()
-            singles = dict(self._db.execute("SELECT name, data FROM singletons").fetchall())
-            if "global" in singles:
-                cfg.global_config = _row(GlobalConfig, json.loads(singles["global"]))
-            if "service" in singles:
-                cfg.service = _row(ServiceState, json.loads(singles["service"]))
-            if "next_ids" in singles:
-                cfg.next_ids = {k: int(v) for k, v in json.loads(singles["next_ids"]).items()}
-            for collection, oid, data in self._db.execute("SELECT collection, id, data FROM objects"):
-                cls = _ROW_TYPES.get(collection)
-                if cls is None:
-                    continue
-                getattr(cfg, collection)[oid] = _row(cls, json.loads(data))
-            return cfg
+            try:
+                return self._load()
+            except (sqlite3.Error, ValueError, TypeError) as err:  # ValueError: bad JSON
+                raise StoreError(f"{self.path}: cannot read the configuration: {err}") from err
+
+    def _load(self) -> Config:
+        cfg = Config()
+        singles = dict(self._db.execute("SELECT name, data FROM singletons").fetchall())
+        if "global" in singles:
+            cfg.global_config = _row(GlobalConfig, json.loads(singles["global"]))
+        if "service" in singles:
+            cfg.service = _row(ServiceState, json.loads(singles["service"]))
+        if "next_ids" in singles:
+            cfg.next_ids = {k: int(v) for k, v in json.loads(singles["next_ids"]).items()}
+        for collection, oid, data in self._db.execute("SELECT collection, id, data FROM objects"):
+            cls = _ROW_TYPES.get(collection)
+            if cls is None:
+                continue
+            getattr(cfg, collection)[oid] = _row(cls, json.loads(data))
+        return cfg
 
     def save(self, cfg: Config) -> None:
         """Replace the stored configuration with `cfg` in a single transaction."""
@@ -117,9 +138,11 @@ class ConfigStore:
                 ]
                 self._db.executemany("INSERT OR REPLACE INTO singletons VALUES (?, ?)", singles)
                 self._db.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"{self.path}: cannot write the configuration: {exc}") from exc
                 raise
 
     def close(self) -> None:

@@ -1,0 +1,37 @@
+"""Block backends (no SCSI): the `Backend` interface and its errors, the file (mmap), device
+(pread/pwrite) and memory backends, and `open_backend()`, the explicit registry of kinds."""
+
+from .base import (
+    Backend,
+    BackendClosed,
+    BadLength,
+    Buffer,
+    FlushFailed,
+    MediumError,
+    NoSpace,
+    OutOfRange,
+    ReadOnly,
+    StorageError,
+)
+from .blockdev import BlockDeviceBackend
+from .file import FileBackend
+from .memory import MemoryBackend
+from .registry import KINDS, open_backend
+
+__all__ = [
+    "KINDS",
+    "Backend",
+    "BackendClosed",
+    "BadLength",
+    "BlockDeviceBackend",
+    "Buffer",
+    "FileBackend",
+    "FlushFailed",
+    "MediumError",
+    "MemoryBackend",
+    "NoSpace",
+    "OutOfRange",
+    "ReadOnly",
+    "StorageError",
+    "open_backend",
+]

@@ -40,6 +40,14 @@ class NoSpace(StorageError):
     """ENOSPC while allocating blocks of a sparse file."""
 
 
+class BadLength(StorageError):
+    """A data buffer that is not a whole number of blocks (or a WRITE SAME block of the wrong size)."""
+
+
+class BackendClosed(StorageError):
+    """An operation on a backend after `close()`."""
+
+
 class Backend(ABC):
     """One extent's storage."""
 
@@ -91,9 +99,11 @@ class Backend(ABC):
             nblocks -= n
 
     def allocation(self, lba: int, nblocks: int) -> Iterator[tuple[int, int, bool]]:
-        """Yield (lba, nblocks, mapped) runs covering the range. Default: all mapped."""
+        """Yield (lba, nblocks, mapped) runs covering the range. Default: all mapped.
+
+        The range is checked when called (not when first iterated)."""
         self._check(lba, nblocks)
-        yield (lba, nblocks, True)
+        return iter([(lba, nblocks, True)] if nblocks else [])
 
     @property
     def supports_unmap(self) -> bool:
@@ -103,7 +113,7 @@ class Backend(ABC):
     def resize(self, size_bytes: int) -> None:
         raise StorageError("this backend cannot be resized")
 
-    def clear_fault(self) -> None:
+    def clear_fault(self) -> None:  # noqa: B027 - a deliberate no-op for backends that never latch
         """Operator action: forget a failed flush so the extent can be used again."""
 
     @abstractmethod

@@ -1,0 +1,185 @@
+"""`BlockDeviceBackend`: an extent on a block device or zvol (or a regular file standing in for one),
+through positional I/O on a file descriptor.
+
+No mmap: devices may be larger than the address space is comfortable with, and a failing device
+then answers EIO instead of SIGBUS. `read()` returns a fresh buffer (preadv), `write()` is one
+pwritev, `flush()` is fdatasync (latched on failure: fsyncgate, target-rules.md §4.1).
+
+UNMAP: on a regular file, punch a hole; on a block device, fallocate(2) PUNCH_HOLE|KEEP_SIZE, which
+Linux (>= 4.9, blkdev_fallocate) turns into a write-zeroes request that may deallocate, so reads
+return zeroes afterwards as LBPRZ promises. BLKDISCARD is not used: since Linux 4.12 the kernel no
+longer promises that discarded blocks read back as zeroes. Where neither works, zeroes are written.
+GET LBA STATUS uses lseek SEEK_DATA/SEEK_HOLE, which reports a block device as wholly mapped.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Callable, Iterator
+
+from . import _posix
+from ._common import (
+    ClosedGuard,
+    FaultLatch,
+    Run,
+    blocks_in,
+    byte_view,
+    check_block_size,
+    check_pattern,
+)
+from .base import Backend, Buffer, MediumError, NoSpace, OutOfRange, ReadOnly, StorageError
+
+#: Default logical block size, in bytes (SBC-4 §4.5).
+DEFAULT_BLOCK_SIZE = 512
+#: sysfs attribute that is non-zero when a block device accepts discard requests (in bytes).
+_SYSFS_DISCARD = "/sys/dev/block/{major}:{minor}/{queue}/discard_max_bytes"
+
+#: Makes every completed write on the descriptor durable; raises OSError on failure.
+SyncFn = Callable[[int], None]
+
+
+def _device_discards(st: os.stat_result) -> bool:
+    """True if the block device (or the disk a partition belongs to) advertises discard support."""
+    major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    for queue in ("queue", "../queue"):  # partitions keep the queue in the parent disk's directory
+        try:
+            with open(_SYSFS_DISCARD.format(major=major, minor=minor, queue=queue)) as f:
+                return int(f.read().strip() or 0) > 0
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+class BlockDeviceBackend(Backend):
+    """A block device, zvol or regular file, addressed with preadv/pwritev. Only whole blocks are
+    exposed. `sync_fn` is the fault-injection hook for flush (default os.fdatasync)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        read_only: bool = False,
+        sync_fn: SyncFn = os.fdatasync,
+    ) -> None:
+        self.block_size = check_block_size(block_size)
+        self.read_only = read_only
+        self.path = os.fspath(path)
+        self._sync_fn = sync_fn
+        self._latch = FaultLatch()
+        self._closed = ClosedGuard(f"device backend {self.path}")
+        flags = (os.O_RDONLY if read_only else os.O_RDWR) | os.O_CLOEXEC
+        try:
+            self._fd = os.open(self.path, flags)
+        except OSError as err:
+            raise StorageError(f"{self.path}: cannot open: {err.strerror}") from err
+        try:
+            self._setup()
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def _setup(self) -> None:
+        st = os.fstat(self._fd)
+        self._is_device = stat.S_ISBLK(st.st_mode)
+        if not (self._is_device or stat.S_ISREG(st.st_mode)):
+            raise StorageError(f"{self.path}: neither a block device nor a regular file")
+        size = os.lseek(self._fd, 0, os.SEEK_END)  # a device's size, without BLKGETSIZE64
+        self._num_blocks = size // self.block_size
+        if self.read_only:
+            self._supports_unmap = False
+        elif self._is_device:
+            self._supports_unmap = _device_discards(st)
+        else:
+            self._supports_unmap = _posix.can_punch_holes(self._fd, size, self.block_size)
+
+    @property
+    def num_blocks(self) -> int:
+        return self._num_blocks
+
+    @property
+    def supports_unmap(self) -> bool:
+        return self._supports_unmap
+
+    def _readable(self, lba: int, nblocks: int) -> None:
+        self._closed.check()
+        self._check(lba, nblocks)
+
+    def _writable(self) -> None:
+        self._closed.check()
+        if self.read_only:
+            raise ReadOnly(f"{self.path} is read-only")
+        self._latch.check()
+
+    def read(self, lba: int, nblocks: int) -> memoryview:
+        self._readable(lba, nblocks)
+        buf = memoryview(bytearray(nblocks * self.block_size))
+        done, offset = 0, lba * self.block_size
+        while done < len(buf):
+            try:
+                got = os.preadv(self._fd, [buf[done:]], offset + done)
+            except OSError as err:
+                raise MediumError(f"{self.path}: read failed: {err.strerror}") from err
+            if got == 0:  # the device or file shrank under us
+                raise OutOfRange(f"{self.path}: end of medium at byte {offset + done}")
+            done += got
+        return buf
+
+    def write(self, lba: int, data: Buffer) -> None:
+        self._writable()
+        view = byte_view(data)
+        self._check(lba, blocks_in(view, self.block_size))
+        done, offset = 0, lba * self.block_size
+        while done < view.nbytes:
+            try:
+                done += os.pwritev(self._fd, [view[done:]], offset + done)
+            except OSError as err:
+                if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise NoSpace(f"{self.path}: no space left") from err
+                raise MediumError(f"{self.path}: write failed: {err.strerror}") from err
+
+    def write_fua(self, lba: int, data: Buffer) -> None:
+        """SBC-4 §5.40 FUA: write, then fdatasync before returning."""
+        self.write(lba, data)
+        self._latch.run(lambda: self._sync_fn(self._fd))
+
+    def flush(self, lba: int = 0, nblocks: int = 0) -> None:
+        """SBC-4 §5.26 SYNCHRONIZE CACHE: fdatasync (the whole device; a range cannot be synced)."""
+        self._readable(lba, nblocks)
+        self._latch.run(lambda: self._sync_fn(self._fd))
+
+    def clear_fault(self) -> None:
+        self._latch.clear()
+
+    def unmap(self, lba: int, nblocks: int) -> None:
+        """SBC-4 §5.31 UNMAP: deallocate where possible; later reads return zeroes either way."""
+        self._writable()
+        self._check(lba, nblocks)
+        if nblocks == 0:
+            return
+        if self._supports_unmap:
+            try:
+                _posix.punch_hole(self._fd, lba * self.block_size, nblocks * self.block_size)
+                return
+            except OSError as err:
+                if not (_posix.is_unsupported(err) or err.errno == errno.EINVAL):
+                    raise MediumError(f"{self.path}: cannot deallocate: {err.strerror}") from err
+                self._supports_unmap = False
+        super().unmap(lba, nblocks)  # write zeroes
+
+    def write_same(self, lba: int, nblocks: int, block: Buffer) -> None:
+        self._writable()
+        check_pattern(block, self.block_size)
+        super().write_same(lba, nblocks, block)  # pwritev of a pattern repeated up to 1 MiB
+
+    def allocation(self, lba: int, nblocks: int) -> Iterator[Run]:
+        """SBC-4 §5.7 GET LBA STATUS from the hole map (a block device reports all mapped)."""
+        self._readable(lba, nblocks)
+        return iter(_posix.allocation_runs(self._fd, lba, nblocks, self.block_size))
+
+    def close(self) -> None:
+        if self._closed.closed:
+            return
+        self._closed.closed = True
+        os.close(self._fd)
