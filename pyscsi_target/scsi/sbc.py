@@ -1,0 +1,116 @@
+"""SBC-4 block commands of the data path: READ CAPACITY(10/16), READ and WRITE (6/10/12/16),
+SYNCHRONIZE CACHE(10/16).
+
+READ hands the backend's memoryview straight to the transport (no copy); WRITE passes a
+memoryview slice of exactly the CDB's blocks. Durability follows rules §4.1: FUA=1, or WCE=0
+(write-through), writes with `write_fua`; SYNCHRONIZE CACHE flushes the range.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .cdb import check_range, lba_and_length, u32, u64
+from .command import Task
+from .sense import invalid_cdb
+from .types import ScsiResult
+from .vpd import max_transfer_blocks
+
+#: READ CAPACITY(10) RETURNED LOGICAL BLOCK ADDRESS when the capacity needs READ CAPACITY(16)
+RC10_TOO_BIG = 0xFFFFFFFF
+#: READ CAPACITY(16) parameter data length (SBC-4 §5.21.2)
+RC16_LEN = 32
+#: FUA bit, byte 1 of the 10/12/16-byte READ/WRITE CDBs (SBC-4 §5.8); WRITE(6) has none
+FUA = 0x08
+#: SYNCHRONIZE CACHE IMMED bit, byte 1 (SBC-4 §5.24)
+IMMED = 0x02
+
+
+def read_capacity10(task: Task) -> ScsiResult:
+    """READ CAPACITY(10) (SBC-4 §5.20). PMI=0 with a nonzero LBA is an error."""
+    cdb = task.cdb
+    if not cdb[8] & 0x01 and u32(cdb, 2):
+        raise invalid_cdb(2)
+    be = task.lu.backend
+    last = be.num_blocks - 1
+    returned = RC10_TOO_BIG if last >= RC10_TOO_BIG else max(last, 0)
+    return ScsiResult(data=struct.pack(">II", returned, be.block_size))
+
+
+def read_capacity16(task: Task) -> ScsiResult:
+    """READ CAPACITY(16) (SBC-4 §5.21): P_TYPE 0 (no protection), LBPPBE, LBPME/LBPRZ if thin."""
+    cdb = task.cdb
+    if not cdb[14] & 0x01 and u64(cdb, 2):
+        raise invalid_cdb(2)
+    lu = task.lu
+    be = lu.backend
+    out = bytearray(RC16_LEN)
+    struct.pack_into(">QI", out, 0, max(be.num_blocks - 1, 0), be.block_size)
+    out[13] = lu.identity.physical_block_exponent & 0x0F
+    if lu.thin:
+        out[14] = 0x80 | 0x40  # LBPME, LBPRZ: unmapped blocks read as zeroes
+    alloc = u32(cdb, 10)
+    return ScsiResult(data=bytes(out[:alloc]))
+
+
+def _transfer(task: Task, length_byte: int) -> tuple[int, int]:
+    """(LBA, blocks) after the range and MAXIMUM TRANSFER LENGTH checks (SBC-4 §4.5, §6.6.4)."""
+    lba, nblocks = lba_and_length(task.cdb)
+    be = task.lu.backend
+    check_range(lba, nblocks, be.num_blocks)
+    if nblocks > max_transfer_blocks(be.block_size):
+        raise invalid_cdb(length_byte)
+    return lba, nblocks
+
+
+#: byte offset of TRANSFER LENGTH per CDB length, for the field pointer
+_LENGTH_BYTE = {6: 4, 10: 7, 12: 6, 16: 10}
+
+
+def read(task: Task) -> ScsiResult:
+    """READ(6/10/12/16) (SBC-4 §5.15-5.18). DPO/FUA need nothing: the page cache is coherent."""
+    lba, nblocks = _transfer(task, _LENGTH_BYTE[task.spec.cdb_length])
+    if nblocks == 0:
+        return ScsiResult()
+    return ScsiResult(data=task.lu.backend.read(lba, nblocks))
+
+
+def write(task: Task) -> ScsiResult:
+    """WRITE(6/10/12/16) (SBC-4 §5.38-5.42)."""
+    size = task.spec.cdb_length
+    lba, nblocks = _transfer(task, _LENGTH_BYTE[size])
+    lu = task.lu
+    data = task.data_out(nblocks * lu.backend.block_size)
+    if nblocks == 0:
+        return ScsiResult()
+    if (size != 6 and task.cdb[1] & FUA) or not lu.mode.wce:
+        lu.backend.write_fua(lba, data)
+    else:
+        lu.backend.write(lba, data)
+    return ScsiResult()
+
+
+def synchronize_cache(task: Task) -> ScsiResult:
+    """SYNCHRONIZE CACHE(10/16) (SBC-4 §5.24/5.25). NUMBER OF LOGICAL BLOCKS 0 = to the end.
+
+    IMMED=1 is accepted and the flush still completes before the status: IMMED allows early
+    status, it does not require it, and a GOOD that means "durable" is the stronger promise.
+    """
+    cdb = task.cdb
+    if task.spec.cdb_length == 10:
+        lba, nblocks = u32(cdb, 2), int.from_bytes(cdb[7:9], "big")
+    else:
+        lba, nblocks = u64(cdb, 2), u32(cdb, 10)
+    be = task.lu.backend
+    check_range(lba, nblocks, be.num_blocks)
+    be.flush(lba, nblocks)
+    return ScsiResult()
+
+
+def write_data_length(cdb: bytes, block_size: int) -> int:
+    """Data-Out bytes of a WRITE(6/10/12/16)."""
+    return lba_and_length(cdb)[1] * block_size
+
+
+def has_fua(cdb: bytes) -> bool:
+    return len(cdb) >= 2 and cdb[0] != 0x0A and bool(cdb[1] & FUA)
