@@ -80,6 +80,22 @@ class Task:
             raise CheckCondition(SenseReason.LOGICAL_UNIT_NOT_SUPPORTED)
         return lu
 
+    def write_blocks(self, nblocks: int, block_size: int) -> memoryview:
+        """The whole blocks of Data-Out to write for a WRITE-type command of `nblocks` blocks.
+
+        iSCSI residuals (RFC 7143 §11.4.5.2; libiscsi iSCSIResiduals): when the initiator's
+        ExpectedDataTransferLength is larger than the CDB's transfer length only the CDB's amount
+        is written (underflow); when it is smaller, only the whole blocks it did send are written
+        and the command still ends GOOD, the transport reporting the overflow residual from
+        `transfer_length`. A trailing partial block is never written.
+        """
+        data = self.req.data_out
+        if data is None or nblocks == 0:
+            return memoryview(b"")
+        usable = min(len(data), nblocks * block_size) // block_size * block_size
+        view = data if isinstance(data, memoryview) else memoryview(data)
+        return view[:usable] if len(view) != usable else view
+
     def data_out(self, nbytes: int, *, exact: bool = False) -> memoryview:
         """Exactly the first `nbytes` of Data-Out.
 

@@ -80,8 +80,8 @@ def write(task: Task) -> ScsiResult:
     size = task.spec.cdb_length
     lba, nblocks = _transfer(task, _LENGTH_BYTE[size])
     lu = task.lu
-    data = task.data_out(nblocks * lu.backend.block_size)
-    if nblocks == 0:
+    data = task.write_blocks(nblocks, lu.backend.block_size)
+    if not data:
         return ScsiResult()
     if (size != 6 and task.cdb[1] & FUA) or not lu.mode.wce:
         lu.backend.write_fua(lba, data)

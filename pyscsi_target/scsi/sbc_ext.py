@@ -104,8 +104,8 @@ def write_and_verify(task: Task) -> ScsiResult:
         raise invalid_cdb(1, 2)
     lba, nblocks = _range(task)
     lu = task.lu
-    data = task.data_out(nblocks * lu.backend.block_size)
-    if nblocks:
+    data = task.write_blocks(nblocks, lu.backend.block_size)
+    if data:
         lu.backend.write_fua(lba, data)
     return ScsiResult()
 

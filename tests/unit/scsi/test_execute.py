@@ -248,9 +248,10 @@ def test_data_out_length() -> None:
 
 
 def test_write_sets_transfer_length_even_when_refused(lu: LogicalUnit) -> None:
-    res = run(lu, cdb10(0x2A, 0, 2), data=bytes(512))
+    res = run(lu, cdb10(0x2A, 0, 2, flags=0x20), data=bytes(512))  # WRPROTECT: refused
     assert res.transfer_length == 1024 and res.status == CHECK_CONDITION
     assert good(lu, TUR) == b""
+    assert run(lu, cdb10(0x2A, 0, 2), data=bytes(512)).transfer_length == 1024
     assert run(lu, cdb10(0x2A, 0, 2), data=bytes(1024)).transfer_length == 1024
     assert run(lu, cdb10(0x28, 0, 2)).transfer_length is None
     assert run(lu, cdb10(0x2A, 0, 2), data=bytes(1024)).status == GOOD

@@ -1,0 +1,143 @@
+"""`PortalAuthority`: answers the login state machine's questions from the live configuration.
+
+One per connection: it knows the portal the initiator connected to and its address, so target
+visibility (target groups on this portal), initiator ACLs (names and networks) and CHAP settings are
+decided here, at the moment of each login (API changes apply to the next login, spec Part B.2.1).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..model import Config, InitiatorGroup, Portal, TargetGroup
+from ..model.config import AUTH_NONE
+from ..protocol.authority import AuthPolicy, ChapSecret, LoginRefused, SendTargetsEntry
+
+if TYPE_CHECKING:
+    from .sessions import SessionRegistry
+
+# RFC 7143 §11.13.5 status classes/details used here
+NOT_FOUND = LoginRefused(2, 0x03, "target not found")
+AUTHORIZATION_FAILURE = LoginRefused(2, 0x02, "initiator not authorized")
+SESSION_TYPE_UNSUPPORTED = LoginRefused(2, 0x09, "discovery not available on this portal")
+
+
+def initiator_allowed(group: InitiatorGroup | None, initiator_name: str, peer_ip: str) -> bool:
+    """The ACL check (spec Part A §2.3): names (RFC 3722 case-folded) and networks, or ALL."""
+    if group is None:
+        return True
+    names = group.initiator_names()
+    if names is not None and initiator_name.lower() not in names:
+        return False
+    nets = group.networks()
+    if nets is None:
+        return True
+    try:
+        addr = ipaddress.ip_address(peer_ip.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    for net in nets:
+        try:
+            if addr in ipaddress.ip_network(net, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def chap_secrets(cfg: Config, tag: int | None) -> tuple[ChapSecret, ...]:
+    return tuple(ChapSecret(a.user, a.secret, a.peeruser, a.peersecret) for a in cfg.credentials_with_tag(tag))
+
+
+def portal_addresses(portal: Portal, local_host: str) -> tuple[str, ...]:
+    """TargetAddress values for this portal (RFC 7143 §13.8): wildcard binds answer with the address
+    the initiator actually reached."""
+    out = []
+    for a in portal.ips:
+        host = local_host if a.host in ("0.0.0.0", "::") else a.host
+        hostpart = f"[{host}]" if ":" in host else host
+        out.append(f"{hostpart}:{a.port},{portal.tag}")
+    return tuple(out)
+
+
+class PortalAuthority:
+    def __init__(
+        self,
+        get_config: Callable[[], Config],
+        portal_id: int,
+        registry: SessionRegistry,
+        *,
+        peer_ip: str,
+        local_host: str,
+    ) -> None:
+        self._get_config = get_config
+        self.portal_id = portal_id
+        self.registry = registry
+        self.peer_ip = peer_ip
+        self.local_host = local_host
+
+    # -- helpers --------------------------------------------------------------------------------
+    @property
+    def cfg(self) -> Config:
+        """The configuration at this moment (API changes apply to the next login)."""
+        return self._get_config()
+
+    @property
+    def portal(self) -> Portal:
+        p = self.cfg.portals.get(self.portal_id)
+        return p if p is not None else Portal(id=self.portal_id, tag=1)
+
+    def _group_on_portal(self, target_id: int) -> TargetGroup | None:
+        for g in self.cfg.groups_of_target(target_id):
+            if g.portalgroup == self.portal.id:
+                return g
+        return None
+
+    def _visible(self, group: TargetGroup, initiator_name: str) -> bool:
+        ig = self.cfg.initiators.get(group.initiatorgroup) if group.initiatorgroup is not None else None
+        return initiator_allowed(ig, initiator_name, self.peer_ip)
+
+    # -- LoginAuthority ---------------------------------------------------------------------------
+    def discovery_policy(self, initiator_name: str) -> AuthPolicy | LoginRefused:
+        if self.portal_id not in self.cfg.portals:
+            return SESSION_TYPE_UNSUPPORTED
+        method = self.portal.discoveryauthmethod or AUTH_NONE
+        return AuthPolicy(
+            method=method,
+            credentials=chap_secrets(self.cfg, self.portal.discoveryauthgroup),
+            tpgt=self.portal.tag,
+        )
+
+    def target_policy(self, target_name: str, initiator_name: str) -> AuthPolicy | LoginRefused:
+        target = self.cfg.target_by_iqn(target_name)
+        if target is None or self.portal_id not in self.cfg.portals:
+            return NOT_FOUND
+        group = self._group_on_portal(target.id)
+        if group is None:
+            return NOT_FOUND
+        if not self._visible(group, initiator_name):
+            return AUTHORIZATION_FAILURE
+        return AuthPolicy(
+            method=group.authtype or AUTH_NONE,
+            credentials=chap_secrets(self.cfg, group.authgroup),
+            tpgt=self.portal.tag,
+        )
+
+    def send_targets(self, initiator_name: str, which: str) -> list[SendTargetsEntry]:
+        entries = []
+        for target in sorted(self.cfg.targets.values(), key=lambda t: t.name):
+            iqn = self.cfg.target_iqn(target)
+            if which not in ("All", "") and which.lower() != iqn.lower():
+                continue
+            group = self._group_on_portal(target.id)
+            if group is None or not self._visible(group, initiator_name):
+                continue
+            entries.append(SendTargetsEntry(iqn, portal_addresses(self.portal, self.local_host)))
+        return entries
+
+    def new_session(self, initiator_name: str, isid: int, target_name: str | None, tsih: int) -> int | LoginRefused:
+        return self.registry.login(initiator_name, isid, target_name, tsih)

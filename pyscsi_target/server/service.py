@@ -1,0 +1,341 @@
+"""`TargetService`: the running target, and the `TargetControl` the API drives.
+
+It holds the configuration being served, the open extents, the portal listeners and the session
+registry, and makes the live target match each new configuration (spec Part B.2):
+1. open what the new configuration needs (extents, listening sockets); on failure undo and raise
+   `ApplyError` naming the API field, changing nothing;
+2. persist it (one SQLite transaction);
+3. switch over: start new listeners, stop removed ones, end sessions of deleted targets/portals,
+   raise unit attentions (REPORTED LUNS DATA HAS CHANGED, CAPACITY DATA HAS CHANGED), close
+   extents no longer used.
+Every step runs under one lock, so changes apply one at a time and in order.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import trio
+
+from ..model import ApplyError, Config, ConfigStore, SessionInfo
+from ..model.config import EXTENT_FILE
+from ..scsi.lu import LogicalUnit
+from ..scsi.sense import SenseReason
+from .connection import ConnectionHandler, tune_socket
+from .extents import LiveExtent, identity_of, open_extent, parse_filesize
+from .sessions import SessionRegistry
+
+log = logging.getLogger("pyscsi_target.service")
+
+#: listen() backlog per portal socket
+LISTEN_BACKLOG = 128
+#: worker threads per extent for blocking work (flush, large unmap): one keeps flushes ordered
+BLOCKING_THREADS_PER_EXTENT = 2
+
+Address = tuple[str, int]
+
+
+@dataclass
+class Listener:
+    address: Address
+    sock: trio.socket.SocketType
+    cancel: trio.CancelScope
+
+
+def desired_addresses(cfg: Config) -> dict[Address, int]:
+    """(host, port) -> portal id, for every portal address that should be listening."""
+    if not cfg.service.enabled:
+        return {}
+    out: dict[Address, int] = {}
+    for portal in cfg.portals.values():
+        for a in portal.ips:
+            out[(a.host, a.port)] = portal.id
+    return out
+
+
+async def bind_listener(address: Address) -> trio.socket.SocketType:
+    host, port = address
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        await sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class TargetService:
+    """Implements `model.TargetControl`."""
+
+    def __init__(self, store: ConfigStore | None) -> None:
+        self.store = store
+        self.config = Config()
+        self.extents: dict[int, LiveExtent] = {}
+        self.listeners: dict[Address, Listener] = {}
+        self._portal_of: dict[Address, int] = {}
+        self.registry = SessionRegistry()
+        self._lun_maps: dict[int, dict[int, LogicalUnit]] = {}
+        self._limiters: dict[int, trio.CapacityLimiter] = {}
+        self._lock = trio.Lock()
+        self._nursery: trio.Nursery | None = None
+        self.handlers: set[ConnectionHandler] = set()
+
+    # -- TargetControl ------------------------------------------------------------------------------
+    def snapshot(self) -> Config:
+        return self.config
+
+    async def apply(self, new: Config) -> None:
+        async with self._lock:
+            await self._apply(new, persist=True)
+
+    def sessions(self) -> list[SessionInfo]:
+        out = []
+        for rec in self.registry:
+            h = rec.handler
+            if not isinstance(h, ConnectionHandler) or h.login is None:
+                continue
+            c = h.counters()
+            out.append(
+                SessionInfo(
+                    initiator=h.login.initiator_name,
+                    initiator_addr=h.peer,
+                    target=rec.target or "",
+                    target_portal=f"{h.local_host}",
+                    isid=f"{rec.isid:012x}",
+                    tsih=rec.tsih,
+                    session_type=h.login.session_type,
+                    connections=1,
+                    parameters=dict(h.login.params),
+                    commands=c["commands"],
+                    read_bytes=c["read_bytes"],
+                    written_bytes=c["written_bytes"],
+                )
+            )
+        return out
+
+    # -- queries used by connections ------------------------------------------------------------------
+    def lun_map(self, target_id: int) -> dict[int, LogicalUnit]:
+        return self._lun_maps.get(target_id, {})
+
+    def limiter_for(self, lu: LogicalUnit | None) -> trio.CapacityLimiter:
+        key = id(lu)
+        lim = self._limiters.get(key)
+        if lim is None:
+            lim = self._limiters[key] = trio.CapacityLimiter(BLOCKING_THREADS_PER_EXTENT)
+        return lim
+
+    # -- running --------------------------------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[TargetService] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                if self.store is not None:
+                    cfg = await trio.to_thread.run_sync(self.store.load)
+                    async with self._lock:
+                        await self._apply(cfg, persist=False, initial=True)
+                task_status.started(self)
+                await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        for lst in self.listeners.values():
+            lst.cancel.cancel()
+            lst.sock.close()
+        self.listeners.clear()
+        for h in list(self.handlers):
+            h.terminate("shutdown")
+        for live in self.extents.values():
+            await trio.to_thread.run_sync(_flush_and_close, live)
+        self.extents.clear()
+        self._lun_maps.clear()
+
+    # -- applying a configuration ---------------------------------------------------------------------
+    async def _apply(self, new: Config, *, persist: bool, initial: bool = False) -> None:
+        old = self.config
+        opened: dict[int, LiveExtent] = {}
+        resized: list[LiveExtent] = []
+        bound: dict[Address, trio.socket.SocketType] = {}
+        try:
+            await self._open_extents(new, opened, resized, strict=not initial)
+            want = desired_addresses(new)
+            for addr in want:
+                if addr not in self.listeners:
+                    bound[addr] = await self._bind(addr, strict=not initial)
+            if persist and self.store is not None:
+                await trio.to_thread.run_sync(self.store.save, new)
+        except BaseException:
+            for live in opened.values():
+                await trio.to_thread.run_sync(live.backend.close)
+            for s in bound.values():
+                s.close()
+            raise
+        self._switch(old, new, opened, resized, bound, want)
+
+    async def _open_extents(
+        self, new: Config, opened: dict[int, LiveExtent], resized: list[LiveExtent], *, strict: bool
+    ) -> None:
+        for eid, ext in new.extents.items():
+            if not ext.enabled:
+                continue
+            live = self.extents.get(eid)
+            if live is not None and live.same_storage(ext):
+                if ext.type == EXTENT_FILE and ext.filesize != live.extent.filesize:
+                    size = parse_filesize(ext.filesize)
+                    if size and size != live.backend.size_bytes:
+                        try:
+                            await trio.to_thread.run_sync(live.backend.resize, size)
+                        except Exception as exc:
+                            raise ApplyError.on("iscsi_target_extent_filesize", f"Cannot resize: {exc}") from exc
+                        resized.append(live)
+                continue
+            try:
+                opened[eid] = await trio.to_thread.run_sync(open_extent, ext)
+            except Exception as exc:
+                field = "iscsi_target_extent_path" if ext.type == EXTENT_FILE else "iscsi_target_extent_disk"
+                if strict:
+                    raise ApplyError.on(field, f"Cannot open {ext.path}: {exc}") from exc
+                log.error("extent %r: cannot open %s: %s", ext.name, ext.path, exc)
+
+    async def _bind(self, addr: Address, *, strict: bool) -> trio.socket.SocketType:
+        try:
+            return await bind_listener(addr)
+        except OSError as exc:
+            text = {
+                errno.EADDRINUSE: "Address already in use",
+                errno.EADDRNOTAVAIL: "Address not available on this host",
+            }.get(exc.errno or 0, exc.strerror or str(exc))
+            host, port = addr
+            shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            raise ApplyError.on("iscsi_target_portal_ips", f"Cannot listen on {shown}: {text}") from exc
+
+    def _switch(
+        self,
+        old: Config,
+        new: Config,
+        opened: dict[int, LiveExtent],
+        resized: list[LiveExtent],
+        bound: dict[Address, trio.socket.SocketType],
+        want: dict[Address, int],
+    ) -> None:
+        old_maps = {tid: dict(m) for tid, m in self._lun_maps.items()}
+        retired: list[LiveExtent] = []
+        for eid, live in list(self.extents.items()):
+            ext = new.extents.get(eid)
+            if ext is None or not ext.enabled or eid in opened:
+                retired.append(self.extents.pop(eid))
+            else:
+                live.extent = ext
+                live.lu.identity = identity_of(ext)
+        self.extents.update(opened)
+        self.config = new
+        self._portal_of = dict(want)
+        self._lun_maps = self._build_lun_maps(new)
+        # listeners
+        for addr in [a for a in self.listeners if a not in want]:
+            lst = self.listeners.pop(addr)
+            lst.cancel.cancel()
+            lst.sock.close()
+        for addr, sock in bound.items():
+            self._start_listener(addr, sock)
+        # sessions whose target or portal is gone end now; others see their LUN changes
+        self._end_sessions_no_longer_allowed(new)
+        for tid, luns in self._lun_maps.items():
+            before = old_maps.get(tid)
+            if before is not None and {n: id(lu) for n, lu in before.items()} != {n: id(lu) for n, lu in luns.items()}:
+                for lu in luns.values():
+                    lu.add_unit_attention(SenseReason.REPORTED_LUNS_DATA_CHANGED)
+        for live in resized:
+            live.lu.capacity_changed()
+        for live in retired:
+            self._limiters.pop(id(live.lu), None)
+            if self._nursery is not None:
+                self._nursery.start_soon(trio.to_thread.run_sync, _flush_and_close, live)
+
+    def _build_lun_maps(self, cfg: Config) -> dict[int, dict[int, LogicalUnit]]:
+        maps: dict[int, dict[int, LogicalUnit]] = {}
+        for tid in cfg.targets:
+            luns = {}
+            for lun, ext in cfg.luns_of_target(tid).items():
+                live = self.extents.get(ext.id)
+                if live is not None:
+                    luns[lun] = live.lu
+            maps[tid] = luns
+        return maps
+
+    def _end_sessions_no_longer_allowed(self, cfg: Config) -> None:
+        for h in list(self.handlers):
+            if h.portal.id not in cfg.portals:
+                h.terminate("portal removed")
+            elif h.target_id is not None and h.target_id not in cfg.targets:
+                h.terminate("target removed")
+            elif h.target_id is not None and not any(
+                g.portalgroup == h.portal.id for g in cfg.groups_of_target(h.target_id)
+            ):
+                h.terminate("target no longer reachable through this portal")
+
+    # -- listeners -----------------------------------------------------------------------------------
+    def _start_listener(self, addr: Address, sock: trio.socket.SocketType) -> None:
+        assert self._nursery is not None
+        scope = trio.CancelScope()
+        self.listeners[addr] = Listener(addr, sock, scope)
+        self._nursery.start_soon(self._accept_loop, addr, sock, scope)
+        host, port = addr
+        log.info("portal listening on %s", f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+
+    async def _accept_loop(self, addr: Address, sock: trio.socket.SocketType, scope: trio.CancelScope) -> None:
+        assert self._nursery is not None
+        with scope:
+            while True:
+                try:
+                    conn, _ = await sock.accept()
+                except OSError as exc:
+                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                        log.warning("accept on %s: %s; pausing", addr, exc)
+                        await trio.sleep(0.1)
+                        continue
+                    raise
+                portal = self.config.portals.get(self._portal_of.get(addr, -1))
+                if portal is None:
+                    conn.close()
+                    continue
+                tune_socket(conn)
+                self._nursery.start_soon(self._serve_connection, conn, portal)
+
+    async def _serve_connection(self, sock: trio.socket.SocketType, portal: object) -> None:
+        from ..model import Portal
+
+        assert isinstance(portal, Portal)
+        try:
+            handler = ConnectionHandler(self, sock, portal)
+        except OSError:
+            sock.close()
+            return
+        self.handlers.add(handler)
+        try:
+            await handler.run()
+        finally:
+            self.handlers.discard(handler)
+
+    def addresses(self) -> Iterable[Address]:
+        return [lst.sock.getsockname()[:2] for lst in self.listeners.values()]
+
+
+def _flush_and_close(live: LiveExtent) -> None:
+    try:
+        if not live.backend.read_only:
+            live.backend.flush()
+    except Exception as exc:
+        log.error("extent %r: flush on close failed: %s", live.extent.name, exc)
+    finally:
+        live.backend.close()
