@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..model import Config, Extent, LunMapping, Portal, PortalAddress, Target, TargetGroup
 from ..model.config import EXTENT_FILE
-from ..model.identifiers import new_naa, new_serial
+from ..model.extents import new_naa, new_serial
 from .options import DEMO_EXTENT_BYTES, split_host_port
 
 DEMO_TARGET = "demo"
@@ -27,7 +27,7 @@ def demo_config(base: Config, portal: str, extent_root: Path) -> Config:
     eid = cfg.new_id("extents")
     cfg.extents[eid] = Extent(
         id=eid, name=DEMO_TARGET, type=EXTENT_FILE, path=str(extent_root / DEMO_EXTENT_FILE),
-        filesize=str(DEMO_EXTENT_BYTES), naa=new_naa(), serial=new_serial(), comment="demo LUN",
+        filesize=str(DEMO_EXTENT_BYTES), naa=new_naa(cfg), serial=new_serial(cfg), comment="demo LUN",
     )
     mid = cfg.new_id("mappings")
     cfg.mappings[mid] = LunMapping(id=mid, target=tid, extent=eid, lunid=0)

@@ -6,29 +6,17 @@ The only place that knows how an API extent (File / Disk / ZVOL, filesize string
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from ..model import Extent
 from ..model.config import EXTENT_FILE
+from ..model.extents import parse_filesize
 from ..scsi.lu import LogicalUnit, LuIdentity
 from ..storage import Backend, open_backend
-
-_SIZE = re.compile(r"^\s*(\d+)\s*([KMGTP]?B?)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 
 #: physical block size we report when pblocksize reporting is enabled for file extents, bytes
 #: (FreeNAS/ctld reported the ZFS recordsize; 4 KiB matches modern disks and page size)
 REPORTED_PHYSICAL_BLOCK = 4096
-
-
-def parse_filesize(text: str) -> int:
-    """The API's filesize: "0" (auto), raw bytes, or <digits>[ ]KB/MB/GB/TB/PB (1024-based)."""
-    m = _SIZE.match(str(text))
-    if not m:
-        raise ValueError(f"bad filesize {text!r}")
-    unit = (m.group(2) or "").upper().rstrip("B") if (m.group(2) or "").upper() != "B" else "B"
-    return int(m.group(1)) * _UNITS[unit]
 
 
 def rpm_value(rpm: str) -> int:

@@ -10,9 +10,6 @@ serve
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-from pathlib import Path
 
 import trio
 
@@ -24,33 +21,18 @@ from .service import TargetService
 
 log = logging.getLogger("pyscsi_target")
 
-#: bytes of randomness in a generated API password (~190 bits as urlsafe base64)
-API_PASSWORD_BYTES = 24
-
-
-def load_api_password(options: ServerOptions) -> str:
-    """--api-password-file, else <data-dir>/api-password, generated (mode 0600) at first start."""
-    if options.api_password_file is not None:
-        return Path(options.api_password_file).read_text().strip()
-    path = options.data_dir / "api-password"
-    if path.exists():
-        return path.read_text().strip()
-    password = secrets.token_urlsafe(API_PASSWORD_BYTES)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(password + "\n")
-    print(f"API password for user root (saved in {path}): {password}", flush=True)
-    return password
-
-
 async def serve_api(service: TargetService, options: ServerOptions, *,
                     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     from hypercorn.config import Config as HypercornConfig
     from hypercorn.trio import serve as hypercorn_serve
 
-    from ..api import create_app
+    from ..api import create_app, load_api_password
 
-    password = load_api_password(options)
+    password, generated = load_api_password(
+        str(options.data_dir), str(options.api_password_file) if options.api_password_file else None
+    )
+    if generated:
+        print(f"API password for user root (saved in {options.data_dir / 'api-password'}): {password}", flush=True)
     app = create_app(
         service,
         password=password,

@@ -23,10 +23,11 @@ import trio
 
 from ..model import ApplyError, Config, ConfigStore, SessionInfo
 from ..model.config import EXTENT_FILE
+from ..model.extents import parse_filesize
 from ..scsi.lu import LogicalUnit
 from ..scsi.sense import SenseReason
 from .connection import ConnectionHandler, tune_socket
-from .extents import LiveExtent, identity_of, open_extent, parse_filesize
+from .extents import LiveExtent, identity_of, open_extent
 from .sessions import SessionRegistry
 
 log = logging.getLogger("pyscsi_target.service")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.integration.conftest import need_tool
+from tests.support import need_tool
 
 REPO = Path(__file__).resolve().parents[2]
 

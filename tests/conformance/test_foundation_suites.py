@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Running
+from tests.support import Running
 
 from .conftest import run_conformance
 

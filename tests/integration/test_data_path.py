@@ -10,9 +10,9 @@ from pathlib import Path
 import trio
 
 from pyscsi_target.server.options import ServerOptions
+from tests.support import DEMO_IQN, Running, demo_options, free_port, start
 
 from .client import Client
-from .conftest import DEMO_IQN, Running, demo_options, free_port, start
 
 BS = 512
 

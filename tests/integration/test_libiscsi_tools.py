@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .conftest import DEMO_IQN, Running, run_tool
+from tests.support import DEMO_IQN, Running, run_tool
 
 GIB = 1 << 30
 

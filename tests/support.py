@@ -1,4 +1,5 @@
-"""Start the real server in the test's trio loop on free loopback ports, and run libiscsi's tools."""
+"""Helpers for tests against the real server: start it in the test's trio loop on free loopback
+ports, and run libiscsi's tools."""
 
 from __future__ import annotations
 
@@ -70,7 +71,3 @@ async def start(nursery: trio.Nursery, options: ServerOptions) -> Running:
     service = await nursery.start(serve, options)
     return Running(service, options, options.demo_portal)
 
-
-@pytest.fixture
-async def demo(nursery: trio.Nursery, tmp_path: Path) -> Running:
-    return await start(nursery, demo_options(tmp_path / "data"))

@@ -1,0 +1,106 @@
+"""The Quart-Trio application: blueprints, authentication, trailing slashes and error bodies.
+
+`create_app` is what server/ serves with hypercorn in the target's own trio loop. Every request is
+authenticated first (401/429, api/auth.py), so nothing, not even a 404, answers a stranger. Then a
+GET or HEAD without its trailing slash is redirected (301) to the slashed URL, and other methods are
+served directly (spec Part B §B.1.5). Every error leaves as one of the documented bodies; an
+unexpected exception is logged and answered 500 without details.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from ..model.control import TargetControl
+from ..model.validation import DEFAULT_DEVICE_ROOT, ValidationContext
+from .auth import REALM, AuthGuard
+from .crud import collection_blueprint, global_blueprint
+from .http import MAX_BODY_BYTES, BadRequest, empty_response, error_response
+from .listing import check_format
+from .resources import COLLECTION_RESOURCES
+from .state import EXTENSION, ApiState, api_state
+from .system import system_blueprint
+
+log = logging.getLogger(__name__)
+
+
+async def _authenticate() -> Response | None:
+    guard = api_state().guard
+    address = request.remote_addr or "unknown"
+    wait = guard.retry_after(address)
+    if wait is not None:
+        message = "Too many failed logins from this address; try again later."
+        return error_response(429, message, {"Retry-After": str(wait)})
+    verdict = guard.verdict(request.headers.get("Authorization"))
+    if verdict:
+        guard.succeeded(address)
+        return None
+    if verdict is False:
+        guard.failed(address)
+    return empty_response(401, {"WWW-Authenticate": f'Basic realm="{REALM}"'})
+
+
+async def _slash_and_format() -> Response | None:
+    rule = request.url_rule
+    if (
+        request.method in ("GET", "HEAD")
+        and rule is not None
+        and rule.rule.endswith("/")
+        and not request.path.endswith("/")
+    ):
+        query = request.query_string.decode("latin-1")
+        return empty_response(301, {"Location": request.path + "/" + (f"?{query}" if query else "")})
+    check_format(request.args)
+    return None
+
+
+async def _bad_request(exc: BadRequest) -> Response:
+    return error_response(400, exc.message)
+
+
+async def _http_error(exc: HTTPException) -> Response:
+    code = exc.code or 500
+    if code == 404:
+        return empty_response(404)
+    headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
+    if code == 413:
+        return error_response(413, f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+    return error_response(code, exc.name + ".", headers)
+
+
+async def _unexpected(exc: Exception) -> Response:
+    log.exception("API request %s %s failed", request.method, request.path)
+    return error_response(500, "Internal server error.")
+
+
+def create_app(
+    control: TargetControl,
+    *,
+    password: str,
+    extent_roots: list[str],
+    device_root: str = DEFAULT_DEVICE_ROOT,
+    version: str,
+) -> QuartTrio:
+    """The v1.0 management API over `control` (see docs/api.md).
+
+    `password` is root's (non-empty); File extents must lie inside one of `extent_roots`; Disk
+    extents name devices under `device_root`; `version` is reported by /system/version/.
+    """
+    app = QuartTrio(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    context = ValidationContext.of(extent_roots, device_root)
+    app.extensions[EXTENSION] = ApiState(control, context, AuthGuard(password), version)
+    app.before_request(_authenticate)
+    app.before_request(_slash_and_format)
+    app.register_blueprint(global_blueprint())
+    for res in COLLECTION_RESOURCES:
+        app.register_blueprint(collection_blueprint(res))
+    app.register_blueprint(system_blueprint())
+    app.register_error_handler(BadRequest, _bad_request)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
+    return app

@@ -1,0 +1,72 @@
+"""Per-application state of the API: the control seam, host facts, the write lock and memories.
+
+One `ApiState` lives in `app.extensions["pyscsi_target"]`. Writes are serialised by `lock` so
+that read-copy-validate-apply sequences never interleave (spec Part B §B.2.2). `cascaded`
+remembers objects that a cascade removed, so that deleting them again a moment later answers
+204 rather than 404 (spec Part B §B.2.3: the Proxmox plugin deletes in either order).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+from quart import Response, current_app
+
+from ..model.config import Config
+from ..model.control import ConfigError, TargetControl
+from ..model.validation import ValidationContext
+from .auth import AuthGuard
+from .http import conflict
+
+#: How long an id removed by a cascade still answers DELETE with 204, in seconds (our choice:
+#: long enough for a client's follow-up delete, short enough not to hide real mistakes).
+CASCADE_MEMORY_SECONDS = 600.0
+#: How many such ids are remembered at most (bounded memory).
+CASCADE_MEMORY_MAX = 4096
+EXTENSION = "pyscsi_target"
+
+
+class CascadeMemory:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._removed: OrderedDict[tuple[str, int], float] = OrderedDict()
+
+    def remember(self, removed: dict[str, list[int]]) -> None:
+        now = self.clock()
+        for collection, ids in removed.items():
+            for oid in ids:
+                self._removed[(collection, oid)] = now
+        while len(self._removed) > CASCADE_MEMORY_MAX:
+            self._removed.popitem(last=False)
+
+    def recent(self, collection: str, oid: int) -> bool:
+        when = self._removed.get((collection, oid))
+        return when is not None and self.clock() - when < CASCADE_MEMORY_SECONDS
+
+
+@dataclass
+class ApiState:
+    control: TargetControl
+    context: ValidationContext
+    guard: AuthGuard
+    version: str
+    lock: trio.Lock = field(default_factory=trio.Lock)
+    cascaded: CascadeMemory = field(default_factory=CascadeMemory)
+
+    async def commit(self, new: Config) -> Response | None:
+        """Apply `new`; a refusal from the live target (`ApplyError`, a `ConfigError`) is the
+        client's 409 naming the field, and nothing was committed (Part B §B.2.2)."""
+        try:
+            await self.control.apply(new)
+        except ConfigError as exc:
+            return conflict(exc.errors)
+        return None
+
+
+def api_state() -> ApiState:
+    state: ApiState = current_app.extensions[EXTENSION]
+    return state

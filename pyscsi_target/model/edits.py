@@ -1,0 +1,78 @@
+"""Edits that touch more than one object: tag numbering, LUN auto-assignment and cascading deletes.
+
+Stdlib only; every function works on a `Config` copy that the caller then validates and applies.
+The rules are FreeNAS's (spec Part A §2.3, §2.7, §2.8 and §4.1) as adjusted by Part B §B.2.3-B.2.4.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .config import Config
+
+#: LUN numbers a target offers: 0..1023 (spec Part B §B.2.4; SAM-5 flat/peripheral addressing
+#: covers 0..16383, FreeNAS's CTL lun map was smaller).
+LUN_MIN = 0
+LUN_MAX = 1023
+#: A mapping's lunid before validation when the client asked for "Auto" (null or absent): it
+#: becomes the lowest free LUN of the target (spec Part B §B.2.4).
+LUN_AUTO = -1
+
+
+class _Tagged(Protocol):
+    tag: int
+
+
+def next_tag(objects: list[_Tagged]) -> int:
+    """FreeNAS's new tag: count + 1, stepped up until unused (spec Part A §2.3)."""
+    used = {o.tag for o in objects}
+    tag = len(objects) + 1
+    while tag in used:
+        tag += 1
+    return tag
+
+
+def renumber_tags(objects: list[_Tagged]) -> None:
+    """Renumber tags 1..n in their old order, as FreeNAS did after a delete (spec Part A §4.1)."""
+    for number, obj in enumerate(sorted(objects, key=lambda o: o.tag), start=1):
+        obj.tag = number
+
+
+def lowest_free_lun(cfg: Config, target_id: int, mapping_id: int) -> int | None:
+    """The lowest LUN of the target not used by another mapping (spec Part B §B.2.4)."""
+    used = {m.lunid for m in cfg.mappings.values() if m.target == target_id and m.id != mapping_id}
+    return next((lun for lun in range(LUN_MIN, LUN_MAX + 1) if lun not in used), None)
+
+
+def _drop(cfg: Config, collection: str, ids: list[int], removed: dict[str, list[int]]) -> None:
+    items: dict[int, object] = getattr(cfg, collection)
+    for oid in ids:
+        del items[oid]
+    if ids:
+        removed.setdefault(collection, []).extend(ids)
+
+
+def delete(cfg: Config, collection: str, oid: int) -> dict[str, list[int]]:
+    """Delete one object and what depends on it; returns the other objects removed, by collection.
+
+    target -> its target groups and LUN mappings; extent -> its LUN mappings; portal -> its target
+    groups, then portal tags renumbered; initiator group -> target groups lose it (NULL), then
+    initiator tags renumbered; credentials, target groups and mappings cascade nothing (Part A §4.1).
+    Raises KeyError if the object does not exist.
+    """
+    del getattr(cfg, collection)[oid]
+    removed: dict[str, list[int]] = {}
+    if collection == "targets":
+        _drop(cfg, "mappings", [m.id for m in cfg.mappings.values() if m.target == oid], removed)
+        _drop(cfg, "targetgroups", [g.id for g in cfg.targetgroups.values() if g.target == oid], removed)
+    elif collection == "extents":
+        _drop(cfg, "mappings", [m.id for m in cfg.mappings.values() if m.extent == oid], removed)
+    elif collection == "portals":
+        _drop(cfg, "targetgroups", [g.id for g in cfg.targetgroups.values() if g.portalgroup == oid], removed)
+        renumber_tags(list(cfg.portals.values()))
+    elif collection == "initiators":
+        for group in cfg.targetgroups.values():
+            if group.initiatorgroup == oid:
+                group.initiatorgroup = None
+        renumber_tags(list(cfg.initiators.values()))
+    return removed

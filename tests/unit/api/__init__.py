@@ -1,0 +1,1 @@
+"""Tests of the v1.0 management API (pyscsi_target.api) against a fake TargetControl."""
