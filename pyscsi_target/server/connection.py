@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -43,6 +44,20 @@ RECV_BUFFER_BYTES = 512 * 1024
 LOGIN_TIMEOUT_S = 15.0
 #: at most this many buffers per sendmsg call (Linux IOV_MAX is 1024)
 SENDMSG_MAX_BUFFERS = 512
+#: an idle full-feature connection gets a NOP-In ping after this many seconds
+#: (LIO nopin_timeout default 15 s, target-rules.md §5.2)
+NOP_IN_INTERVAL_S = 15.0
+#: ... and is closed if nothing at all arrives within this many seconds of the ping
+#: (LIO nopin_response_timeout default 30 s)
+NOP_IN_RESPONSE_TIMEOUT_S = 30.0
+#: a send that makes no progress for this long means the peer stopped reading: close (seconds)
+SEND_STALL_TIMEOUT_S = 60.0
+#: kernel-level bound on unacknowledged sent data (TCP_USER_TIMEOUT, RFC 5482), milliseconds
+TCP_USER_TIMEOUT_MS = 60_000
+#: AsyncEvent 1 "target requests logout" (RFC 7143 §11.9.1); Parameter3 is the time the
+#: initiator has to log out, seconds
+ASYNC_EVENT_LOGOUT_REQUEST = 1
+LOGOUT_REQUEST_DEADLINE_S = 3
 
 # TMF function codes and responses (RFC 7143 §11.5.1, §11.6.1)
 TMF_ABORT_TASK, TMF_ABORT_TASK_SET, TMF_CLEAR_ACA, TMF_CLEAR_TASK_SET = 1, 2, 3, 4
@@ -50,12 +65,19 @@ TMF_LUN_RESET, TMF_TARGET_WARM_RESET, TMF_TARGET_COLD_RESET, TMF_TASK_REASSIGN =
 TMF_COMPLETE, TMF_NO_TASK, TMF_NO_LUN, TMF_NOT_SUPPORTED = 0, 1, 2, 5
 
 
+class SendStalled(Exception):
+    """The peer has not accepted any data for SEND_STALL_TIMEOUT_S."""
+
+
 async def send_buffers(sock: trio.socket.SocketType, bufs: list[bytes | bytearray | memoryview]) -> None:
     """sendmsg() all buffers, coalesced, handling partial sends without copying."""
     views = [memoryview(b).cast("B") for b in bufs if len(b)]
     while views:
         batch = views[:SENDMSG_MAX_BUFFERS]
-        sent = await sock.sendmsg(batch)
+        with trio.move_on_after(SEND_STALL_TIMEOUT_S) as stall:
+            sent = await sock.sendmsg(batch)
+        if stall.cancelled_caught:
+            raise SendStalled(f"peer accepted no data for {SEND_STALL_TIMEOUT_S:.0f} s")
         # drop what was fully sent, trim the first partially sent buffer
         i = 0
         while i < len(batch) and sent >= len(batch[i]):
@@ -67,8 +89,10 @@ async def send_buffers(sock: trio.socket.SocketType, bufs: list[bytes | bytearra
 
 
 class ConnectionHandler:
-    def __init__(self, service: TargetService, sock: trio.socket.SocketType, portal: Portal) -> None:
+    def __init__(self, service: TargetService, sock: trio.socket.SocketType, portal: Portal,
+                 *, on_login: Callable[[], None] | None = None) -> None:
         self.service = service
+        self._on_login = on_login
         self.sock = sock
         self.portal = portal
         peer = sock.getpeername()
@@ -87,6 +111,9 @@ class ConnectionHandler:
         self._cancel = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self.end_reason = ""
+        self.login_failed = False
+        self._last_rx = trio.current_time()
+        self.closed = trio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------------
     def terminate(self, reason: str) -> None:
@@ -102,14 +129,28 @@ class ConnectionHandler:
                     nursery.start_soon(self._login_watchdog)
                     await self._reader()
                     nursery.cancel_scope.cancel()
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, SendStalled) as exc:
             self.end_reason = self.end_reason or f"socket: {exc}"
         except Exception:
             log.exception("connection %s failed; closing it", self.peer)
         finally:
             self._cleanup()
             self.sock.close()
+            self.closed.set()
         log.debug("connection %s closed: %s", self.peer, self.end_reason)
+
+    async def request_logout(self, reason: str, grace: float = LOGOUT_REQUEST_DEADLINE_S) -> None:
+        """Ask the initiator to log out (AsyncEvent 1), give it `grace` seconds, then end the
+        connection (planned shutdown, target deletion: RFC 7143 §11.9.1)."""
+        if self.login is not None and self.login.session_type == "Normal" and not self.closed.is_set():
+            self.conn.send_async_event(ASYNC_EVENT_LOGOUT_REQUEST, param3=int(grace))
+            with trio.move_on_after(grace):
+                try:
+                    await self.flush()
+                    await self.closed.wait()
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, SendStalled):
+                    pass
+        self.terminate(reason)
 
     def _cleanup(self) -> None:
         if self.login is not None:
@@ -124,7 +165,26 @@ class ConnectionHandler:
         await trio.sleep(LOGIN_TIMEOUT_S)
         if self.login is None:
             log.info("login from %s timed out after %.0f s", self.peer, LOGIN_TIMEOUT_S)
+            self.login_failed = True
             self.terminate("login timeout")
+
+    async def _keepalive(self) -> None:
+        """NOP-In pings on an idle connection; a peer that sends nothing at all within the response
+        timeout after a ping is dead and its connection is reaped (target-rules.md §5.2)."""
+        while True:
+            idle_until = self._last_rx + NOP_IN_INTERVAL_S
+            if trio.current_time() < idle_until:
+                await trio.sleep_until(idle_until)
+                continue
+            pinged_at = trio.current_time()
+            self.conn.send_nop_in_ping()
+            await self.flush()
+            await trio.sleep_until(pinged_at + NOP_IN_RESPONSE_TIMEOUT_S)
+            if self._last_rx < pinged_at:
+                log.info("connection %s: no answer to NOP-In for %.0f s; closing", self.peer,
+                         NOP_IN_RESPONSE_TIMEOUT_S)
+                self.terminate("NOP-In timeout")
+                return
 
     # -- I/O ----------------------------------------------------------------------------------------
     async def _reader(self) -> None:
@@ -132,6 +192,7 @@ class ConnectionHandler:
         view = memoryview(buf)
         while True:
             n = await self.sock.recv_into(buf)
+            self._last_rx = trio.current_time()
             self.conn.receive_data(view[:n] if n else b"")
             closed = self._handle_events()
             await self.flush()
@@ -156,6 +217,7 @@ class ConnectionHandler:
             if isinstance(ev, ConnectionClosed):
                 self.end_reason = self.end_reason or ev.reason
                 if ev.error:
+                    self.login_failed = self.login is None
                     log.info("closing connection %s: %s", self.peer, ev.reason)
                 return True
             assert isinstance(ev, Event)
@@ -173,6 +235,11 @@ class ConnectionHandler:
 
     def _logged_in(self, ev: LoginComplete) -> None:
         self.login = ev
+        if self._on_login is not None:
+            self._on_login()
+            self._on_login = None
+        if self._nursery is not None:
+            self._nursery.start_soon(self._keepalive)
         self.service.registry.attach(ev.tsih, self.terminate, self)
         if ev.session_type == "Normal" and ev.target_name:
             target = self.service.config.target_by_iqn(ev.target_name)
@@ -243,4 +310,6 @@ def tune_socket(sock: trio.socket.SocketType) -> None:
     """Low latency and dead-peer detection on an accepted connection."""
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, TCP_USER_TIMEOUT_MS)
 

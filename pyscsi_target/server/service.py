@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import trio
 
-from ..model import ApplyError, Config, ConfigStore, SessionInfo
+from ..model import ApplyError, Config, ConfigStore, Portal, SessionInfo
 from ..model.config import EXTENT_FILE
 from ..model.extents import parse_filesize
 from ..scsi.lu import LogicalUnit
 from ..scsi.sense import SenseReason
+from .admission import Admission
 from .connection import ConnectionHandler, tune_socket
 from .extents import LiveExtent, identity_of, open_extent
 from .sessions import SessionRegistry
@@ -34,6 +36,8 @@ log = logging.getLogger("pyscsi_target.service")
 
 #: listen() backlog per portal socket
 LISTEN_BACKLOG = 128
+#: at shutdown, initiators get this long to log out after the target asks them to, seconds
+SHUTDOWN_LOGOUT_GRACE_S = 2.0
 #: worker threads per extent for blocking work (flush, large unmap): one keeps flushes ordered
 BLOCKING_THREADS_PER_EXTENT = 2
 
@@ -89,6 +93,8 @@ class TargetService:
         self._lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self.handlers: set[ConnectionHandler] = set()
+        self.admission = Admission()
+        self._last_refusal_log = -math.inf
 
     # -- TargetControl ------------------------------------------------------------------------------
     def snapshot(self) -> Config:
@@ -154,6 +160,10 @@ class TargetService:
             lst.cancel.cancel()
             lst.sock.close()
         self.listeners.clear()
+        # planned shutdown: ask every initiator to log out, give them a moment, then close
+        async with trio.open_nursery() as nursery:
+            for h in list(self.handlers):
+                nursery.start_soon(h.request_logout, "shutdown", SHUTDOWN_LOGOUT_GRACE_S)
         for h in list(self.handlers):
             h.terminate("shutdown")
         for live in self.extents.values():
@@ -276,14 +286,17 @@ class TargetService:
 
     def _end_sessions_no_longer_allowed(self, cfg: Config) -> None:
         for h in list(self.handlers):
-            if h.portal.id not in cfg.portals:
-                h.terminate("portal removed")
+            reason = ""
+            if h.portal.id not in cfg.portals or not cfg.service.enabled:
+                reason = "portal removed"
             elif h.target_id is not None and h.target_id not in cfg.targets:
-                h.terminate("target removed")
+                reason = "target removed"
             elif h.target_id is not None and not any(
                 g.portalgroup == h.portal.id for g in cfg.groups_of_target(h.target_id)
             ):
-                h.terminate("target no longer reachable through this portal")
+                reason = "target no longer reachable through this portal"
+            if reason and self._nursery is not None:
+                self._nursery.start_soon(h.request_logout, reason)
 
     # -- listeners -----------------------------------------------------------------------------------
     def _start_listener(self, addr: Address, sock: trio.socket.SocketType) -> None:
@@ -307,26 +320,52 @@ class TargetService:
                         continue
                     raise
                 portal = self.config.portals.get(self._portal_of.get(addr, -1))
-                if portal is None:
+                try:
+                    source = conn.getpeername()[0]
+                except OSError:
+                    conn.close()
+                    continue
+                if portal is None or not self.admission.admit(source):
+                    if portal is not None:
+                        self._log_refused(source)
                     conn.close()
                     continue
                 tune_socket(conn)
-                self._nursery.start_soon(self._serve_connection, conn, portal)
+                self._nursery.start_soon(self._serve_connection, conn, portal, source)
 
-    async def _serve_connection(self, sock: trio.socket.SocketType, portal: object) -> None:
-        from ..model import Portal
+    def _log_refused(self, source: str) -> None:
+        now = trio.current_time()
+        if now - self._last_refusal_log >= 10:
+            self._last_refusal_log = now
+            log.warning("refusing connections from %s: too many logins in progress", source)
 
-        assert isinstance(portal, Portal)
+    async def _serve_connection(self, sock: trio.socket.SocketType, portal: Portal, source: str) -> None:
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.admission.release(source)
+
         try:
-            handler = ConnectionHandler(self, sock, portal)
-        except OSError:
-            sock.close()
-            return
-        self.handlers.add(handler)
-        try:
-            await handler.run()
+            delay = self.admission.delay(source, trio.current_time())
+            if delay:
+                await trio.sleep(delay)
+            try:
+                handler = ConnectionHandler(self, sock, portal, on_login=release)
+            except OSError:
+                sock.close()
+                return
+            self.handlers.add(handler)
+            try:
+                await handler.run()
+            finally:
+                self.handlers.discard(handler)
+                if handler.login_failed:
+                    self.admission.failed(source, trio.current_time())
         finally:
-            self.handlers.discard(handler)
+            release()
 
     def addresses(self) -> Iterable[Address]:
         return [lst.sock.getsockname()[:2] for lst in self.listeners.values()]
