@@ -60,7 +60,9 @@ class LoginAuthority(Protocol):
         """SendTargets=All (which="All") or SendTargets=<iqn> through this portal, filtered by ACL."""
         ...
 
-    def new_session(self, initiator_name: str, isid: int, target_name: str | None, tsih: int) -> int | LoginRefused:
+    def new_session(
+        self, initiator_name: str, isid: int, target_name: str | None, tsih: int
+    ) -> int | LoginRefused:
         """Called before the final login response. tsih=0: a new session, return its TSIH (nonzero).
         tsih!=0: the initiator adds a connection to / reinstates that session; return it or refuse."""
         ...

@@ -9,7 +9,7 @@ from pyscsi_target.protocol import ConnectionClosed, ScsiCommand
 from pyscsi_target.protocol.limits import COMMAND_WINDOW_DEPTH
 from tests.initiator import DATA_IN, R2T, REJECT, SCSI_RESPONSE, Initiator
 
-from .support import OPEN_ISCSI_OPERATIONAL, exchange, logged_in
+from .support import OPEN_ISCSI_OPERATIONAL, drain, exchange, logged_in
 
 READ10 = bytes.fromhex("28000000000000000800")
 WRITE10 = bytes.fromhex("2a000000000000000800")
@@ -361,6 +361,22 @@ def test_aborting_a_pending_write() -> None:
     conn.send_scsi_response(r2t.itt, 0)  # no response for a forgotten task
     assert conn.data_to_send() == []
     read(conn, ini, 512)  # its window slot was released
+
+
+def test_aborting_the_task_set_of_one_lun() -> None:
+    conn, ini, _ = logged_in(keys(InitialR2T="Yes"))
+    on_lun1 = read(conn, ini, 512, lun=1)
+    _, (r2t,) = exchange(conn, ini, ini.scsi_command(WRITE10, write=True, edtl=1024, lun=1))
+    events, _ = exchange(conn, ini, ini.scsi_command(READ10, read=True, edtl=512))
+    assert events == []  # LUN 0 read held behind the LUN 1 write (CmdSN order)
+    assert sorted(conn.abort_tasks(lun=1)) == sorted([on_lun1.itt, r2t.itt])
+    (released,) = drain(conn)  # the aborted write no longer holds it back
+    assert isinstance(released, ScsiCommand) and released.lun == 0
+    assert conn.abort_tasks(lun=1) == []
+    assert exchange(conn, ini, ini.data_out(r2t.itt, 0, bytes(1024), ttt=r2t.ttt)) == ([], [])
+    conn.send_scsi_response(on_lun1.itt, 0, b"x")
+    assert conn.data_to_send() == []  # aborted tasks get no response
+    assert conn.abort_tasks() == [released.itt]
 
 
 def test_digests_on_the_data_path() -> None:

@@ -1,0 +1,334 @@
+"""`Connection`: the sans-IO facade of one iSCSI connection (h11 style).
+
+The server feeds received bytes to `receive_data()`, pulls `Event`s with `next_event()` until
+`NEED_DATA`, answers SCSI commands, TMFs and Logouts with the `send_*` methods and writes out
+`data_to_send()`. Everything that needs no other layer happens here: login (login.py),
+NOP-Out/NOP-In, Text/SendTargets (textreq.py), R2T and Data-Out reassembly (dataout.py), CmdSN
+ordering (tasks.py/session.py), Data-In splitting (responses.py) and Rejects. Nothing raises out
+of `receive_data()`/`next_event()`: every malformed input becomes a Reject, a Login reject
+and/or `ConnectionClosed(error=True)`. `ConnectionClosed` is emitted once; afterwards
+`next_event()` returns NEED_DATA and received bytes are ignored.
+"""
+
+from __future__ import annotations
+
+from .authority import LoginAuthority
+from .codec import CodecError, decode_bhs
+from .dataout import WriteCollector
+from .events import NEED_DATA, ConnectionClosed, Event, LoginComplete, LogoutRequested, _NeedData
+from .ffp import FullFeatureHandler
+from .framing import Frame, FrameError, FrameReader, build_pdu
+from .limits import BHS_LENGTH, COMMAND_WINDOW_DEPTH, DEFAULT_MRDSL, RESERVED_TAG, TARGET_MRDSL
+from .login import INITIATOR_ERROR, INVALID_DURING_LOGIN, LoginFailed, LoginMachine
+from .negotiation import Negotiator
+from .pdu import (
+    OP_LOGIN_REQUEST,
+    AsyncMessage,
+    LoginRequest,
+    LogoutResponse,
+    NopIn,
+    Pdu,
+    Reject,
+    TaskMgmtResponse,
+    lun_to_int,
+)
+from .responses import plan_response
+from .session import CommandWindow, StatusCounter
+from .tasks import OrderedDelivery, Slot
+
+Buffer = bytes | bytearray | memoryview
+
+STATE_LOGIN = "login"
+STATE_FULL_FEATURE = "full_feature"
+STATE_LOGOUT = "logout"
+STATE_CLOSED = "closed"
+
+
+class Connection:
+    """One iSCSI connection (MaxConnections=1, so also its session), without I/O."""
+
+    def __init__(self, authority: LoginAuthority, *, portal_tpgt: int = 1, peer: str = "",
+                 local: str = "") -> None:
+        self.authority = authority
+        self.portal_tpgt = portal_tpgt
+        self.peer = peer
+        self.local = local
+        self._reader = FrameReader(max_data_segment=DEFAULT_MRDSL)
+        self._out: list[Buffer] = []
+        self._state = STATE_LOGIN
+        self._closing = False  # a ConnectionClosed is queued
+        self._closed_emitted = False
+        self._eof = False
+        self._login: LoginMachine | None = LoginMachine(authority, portal_tpgt)
+        self._statsn = StatusCounter(0)
+        self._delivery = OrderedDelivery(CommandWindow[Slot](0))
+        self._writes = WriteCollector()
+        self._tasks: dict[int, Slot] = {}
+        self._control: dict[int, Slot] = {}  # TMF and Logout requests awaiting the server
+        self._pings: set[int] = set()
+        self._negotiator = Negotiator()
+        self._header_digest = False
+        self._data_digest = False
+        self._peer_mrdsl = DEFAULT_MRDSL
+        self._max_burst = TARGET_MRDSL
+        self.session_type: str | None = None
+        self.initiator_name = ""
+        self.target_name: str | None = None
+        self.tsih = 0
+        self.isid = 0
+        self.cid = 0
+        #: statistics: commands answered, Data-In bytes sent, write data bytes received
+        self.commands = 0
+        self.read_bytes = 0
+        self.written_bytes = 0
+        self._ffp = FullFeatureHandler(self)
+
+    # ---- the h11-style interface ---------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def wants_close(self) -> bool:
+        return self._closing or self._closed_emitted
+
+    @property
+    def negotiated(self) -> dict[str, str]:
+        return self._negotiator.session_params() if self._state != STATE_LOGIN else {}
+
+    @property
+    def exp_cmdsn(self) -> int:
+        return self._delivery.window.exp_cmdsn
+
+    @property
+    def max_cmdsn(self) -> int:
+        return self._delivery.window.max_cmdsn
+
+    def receive_data(self, data: Buffer) -> None:
+        """Bytes from the socket; b"" means the peer closed its side (EOF)."""
+        if self._closing or self._closed_emitted:
+            return
+        if not data:
+            self._eof = True
+            return
+        self._reader.feed(data)
+
+    def next_event(self) -> Event | _NeedData:
+        events = self._delivery.events
+        while True:
+            if events:
+                event = events.popleft()
+                if isinstance(event, ConnectionClosed):
+                    self._closed_emitted = True
+                    self._state = STATE_CLOSED
+                    events.clear()
+                elif isinstance(event, LogoutRequested) and self._state == STATE_FULL_FEATURE:
+                    self._state = STATE_LOGOUT
+                return event
+            if self._closing or self._closed_emitted:
+                return NEED_DATA
+            frame = self._reader.next_frame()
+            if frame is None:
+                if not self._eof:
+                    return NEED_DATA
+                self._close("eof", error=self._reader.buffered > 0)
+            elif isinstance(frame, FrameError):
+                self._frame_error(frame)
+            elif self._state == STATE_LOGIN:
+                self._login_frame(frame)
+            elif self._state == STATE_FULL_FEATURE:
+                self._ffp.frame(frame)
+            # STATE_LOGOUT: everything after a Logout Request is ignored (RFC 7143 §11.14)
+
+    def data_to_send(self) -> list[Buffer]:
+        out, self._out = self._out, []
+        return out
+
+    # ---- full feature phase: calls from the server ---------------------------------------------
+
+    def send_scsi_response(self, itt: int, status: int, data: Buffer = b"", sense: bytes | None = None,
+                           transfer_length: int | None = None) -> None:
+        """Answer a ScsiCommand (ignored for a task that was aborted or is unknown)."""
+        slot = self._tasks.pop(itt, None)
+        if slot is None or self._closed_emitted:
+            return
+        self._delivery.answer(slot)  # MaxCmdSN re-opens with this response
+        plan = plan_response(itt=itt, lun=slot.raw_lun, edtl=slot.edtl,
+                             is_read=slot.read and not slot.write, status=status, data=data,
+                             sense=sense, transfer_length=transfer_length,
+                             max_segment=self._peer_mrdsl, max_burst=self._max_burst)
+        for pdu, chunk in plan.data_ins:
+            if pdu.status_present:
+                pdu.statsn = self._statsn.take()
+            else:
+                pdu.statsn = 0
+            self._numbers(pdu)
+            self._emit(pdu, chunk)
+        if plan.response is not None:
+            plan.response.statsn = self._statsn.take()
+            self._numbers(plan.response)
+            self._emit(plan.response, plan.response_data)
+        self.commands += 1
+        self.read_bytes += plan.sent_bytes
+
+    def send_tmf_response(self, itt: int, response: int) -> None:
+        slot = self._control.pop(itt, None)
+        if slot is not None:
+            self._delivery.answer(slot)
+        self._status_pdu(TaskMgmtResponse(response=response, itt=itt))
+
+    def send_logout_response(self, itt: int, response: int = 0) -> None:
+        """Answer the LogoutRequested; the connection then reports ConnectionClosed("logout")."""
+        slot = self._control.pop(itt, None)
+        if slot is not None:
+            self._delivery.answer(slot)
+        # Time2Wait/Time2Retain are only meaningful at ErrorRecoveryLevel 2 (RFC 7143 §11.15.4)
+        self._status_pdu(LogoutResponse(response=response, itt=itt))
+        self._close("logout")
+
+    def send_async_event(self, event: int, param1: int = 0, param2: int = 0, param3: int = 0) -> None:
+        """An Async Message (RFC 7143 §11.9), e.g. event 1: the target requests a logout."""
+        if self._state != STATE_FULL_FEATURE:
+            return
+        self._status_pdu(AsyncMessage(event=event, param1=param1 & 0xFFFF, param2=param2 & 0xFFFF,
+                                      param3=param3 & 0xFFFF))
+
+    def send_nop_in_ping(self) -> None:
+        """A target-initiated NOP-In asking for a NOP-Out (keepalive, RFC 7143 §11.19.3).
+        StatSN is not advanced by it (RFC 7143 §11.19.4)."""
+        if self._state != STATE_FULL_FEATURE:
+            return
+        ttt = self._writes.new_ttt()
+        self._pings.add(ttt)
+        pdu = NopIn(itt=RESERVED_TAG, ttt=ttt, statsn=self._statsn.next)
+        self._numbers(pdu)
+        self._emit(pdu)
+
+    def abort_task(self, itt: int) -> bool:
+        """Forget a command (its R2Ts and Data-Out) without answering it; True if it existed."""
+        slot = self._tasks.pop(itt, None)
+        had_data = self._writes.abort(itt)
+        if slot is None:
+            return had_data
+        self._delivery.answer(slot)
+        return True
+
+    def abort_tasks(self, lun: int | None = None) -> list[int]:
+        """Forget every unanswered SCSI command, or those of LUN number `lun` (ABORT TASK SET,
+        CLEAR TASK SET, LOGICAL UNIT RESET: RFC 7143 §11.5.1 wants them ended, Data-Out included,
+        before the TMF response). Returns their ITTs; none of them will be answered."""
+        itts = [itt for itt, slot in self._tasks.items()
+                if lun is None or lun_to_int(slot.raw_lun) == lun]
+        for itt in itts:
+            self.abort_task(itt)
+        return itts
+
+    @property
+    def outstanding_pings(self) -> int:
+        return len(self._pings)
+
+    # ---- helpers shared with ffp.py ------------------------------------------------------------
+
+    def _numbers(self, pdu: Pdu) -> None:
+        pdu.exp_cmdsn = self.exp_cmdsn  # type: ignore[attr-defined]
+        pdu.max_cmdsn = self.max_cmdsn  # type: ignore[attr-defined]
+
+    def _status_pdu(self, pdu: Pdu, data: Buffer = b"") -> None:
+        """Send a PDU that takes the next StatSN."""
+        pdu.statsn = self._statsn.take()  # type: ignore[attr-defined]
+        self._numbers(pdu)
+        self._emit(pdu, data)
+
+    def _emit(self, pdu: Pdu, data: Buffer = b"") -> None:
+        self._out.extend(build_pdu(pdu, data, header_digest=self._header_digest,
+                                   data_digest=self._data_digest))
+
+    def _reject(self, reason: int, bhs: bytes) -> None:
+        """A Reject carrying the offending header (RFC 7143 §11.17); it advances StatSN."""
+        self._status_pdu(Reject(reason=reason), bhs[:BHS_LENGTH])
+
+    def _close(self, reason: str, *, error: bool = False) -> None:
+        if self._closing or self._closed_emitted:
+            return
+        self._closing = True
+        self._writes.clear()
+        self._delivery.events.append(ConnectionClosed(reason=reason, error=error))
+
+    def _frame_error(self, err: FrameError) -> None:
+        if self._state == STATE_LOGIN:
+            itt = int.from_bytes(err.bhs[16:20], "big")
+            self._login_reject(itt, INITIATOR_ERROR, f"login PDU {err.kind}")
+            return
+        if err.fatal:
+            self._close(err.kind, error=True)  # RFC 7143 §7.8: framing lost
+            return
+        self._ffp.reject_pdu(err.bhs, reason_code=None)
+
+    # ---- login phase ---------------------------------------------------------------------------
+
+    def _login_frame(self, frame: Frame) -> None:
+        machine = self._login
+        assert machine is not None
+        itt = int.from_bytes(frame.bhs[16:20], "big")
+        if frame.bhs[0] & 0x3F != OP_LOGIN_REQUEST:
+            self._login_reject(itt, INVALID_DURING_LOGIN, "non-login PDU during login")
+            return
+        try:
+            req = decode_bhs(frame.bhs)
+        except CodecError:  # pragma: no cover - a login opcode always decodes
+            self._login_reject(itt, INITIATOR_ERROR, "undecodable login")
+            return
+        assert isinstance(req, LoginRequest)
+        try:
+            step = machine.handle(req, frame.data)
+        except LoginFailed as exc:
+            self._login_reject(itt, (exc.status_class, exc.status_detail), exc.reason, req.cmdsn)
+            return
+        window = self._delivery.window
+        window.exp_cmdsn = req.cmdsn  # login requests are immediate (RFC 7143 §11.12.8)
+        step.response.statsn = self._statsn.take()
+        self._numbers(step.response)
+        self._emit(step.response, step.data)
+        if step.complete:
+            self._enter_full_feature(machine)
+
+    def _login_reject(self, itt: int, status: tuple[int, int], reason: str, cmdsn: int | None = None) -> None:
+        machine = self._login
+        assert machine is not None
+        if cmdsn is not None:
+            self._delivery.window.exp_cmdsn = cmdsn
+        self._status_pdu(machine.failure_response(itt, status))
+        self._close(f"login failed: {reason}", error=True)
+
+    def _enter_full_feature(self, machine: LoginMachine) -> None:
+        neg = machine.negotiator
+        self._negotiator = neg
+        self._state = STATE_FULL_FEATURE
+        self._login = None
+        self.session_type = machine.session_type
+        self.initiator_name = machine.initiator_name
+        self.target_name = machine.target_name
+        self.tsih, self.isid, self.cid = machine.tsih, machine.isid, machine.cid
+        # RFC 7143 §13.1: digests apply to every PDU after the final Login Response
+        self._header_digest = neg.values["HeaderDigest"] == "CRC32C"
+        self._data_digest = neg.values["DataDigest"] == "CRC32C"
+        self._reader.header_digest = self._header_digest
+        self._reader.data_digest = self._data_digest
+        self._reader.max_data_segment = TARGET_MRDSL
+        self.apply_negotiated()
+        info = machine.complete_info()
+        self._delivery.events.append(LoginComplete(**info))  # type: ignore[arg-type]
+        self._delivery.window.depth = COMMAND_WINDOW_DEPTH
+
+    def apply_negotiated(self) -> None:
+        """Take the negotiated burst and segment sizes into use (also after a Text exchange)."""
+        neg = self._negotiator
+        self._peer_mrdsl = neg.int_value("MaxRecvDataSegmentLength")
+        self._max_burst = neg.int_value("MaxBurstLength")
+        limits = self._writes.limits
+        limits.immediate_data = neg.bool_value("ImmediateData")
+        limits.initial_r2t = neg.bool_value("InitialR2T")
+        limits.first_burst = neg.int_value("FirstBurstLength")
+        limits.max_burst = self._max_burst
+        limits.max_outstanding_r2t = neg.int_value("MaxOutstandingR2T")

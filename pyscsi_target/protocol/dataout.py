@@ -1,0 +1,211 @@
+"""Write data collection: immediate data, unsolicited Data-Out, R2T generation (RFC 7143 §4.2.5,
+§11.7, §11.8) into one buffer per command.
+
+A write command's data arrives as immediate data in the command PDU (ImmediateData=Yes), then
+unsolicited Data-Out (TTT 0xffffffff, InitialR2T=No, when the command's F bit is 0) up to
+FirstBurstLength, then Data-Out answering our R2Ts of at most MaxBurstLength each, at most
+MaxOutstandingR2T at a time. DataPDUInOrder/DataSequenceInOrder are Yes (we negotiate it), so
+each sequence must arrive at increasing offsets. Errors carry their answer (target-rules §1.4):
+an unknown TTT or ITT is a Reject 0x09 (the connection stays); a DataSN gap, data outside the
+R2T or beyond FirstBurstLength is a Reject 0x04 followed by closing the connection: at
+ErrorRecoveryLevel 0 the lost data cannot be asked for again, and dropping the connection fails
+the command at once instead of leaving it to the initiator's timeout (RFC 7143 §7.1.4.1).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from .limits import ABORTED_TAGS_REMEMBERED, RESERVED_TAG
+from .pdu import REJECT_INVALID_FIELD, REJECT_PROTOCOL_ERROR, DataOut, ScsiCommandPdu
+
+Buffer = bytes | bytearray | memoryview
+
+
+class DataError(Exception):
+    """A PDU to reject with `reason` (RFC 7143 §11.17.1); `fatal` closes the connection after."""
+
+    def __init__(self, reason: int, message: str, *, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.fatal = fatal
+
+
+@dataclass(slots=True)
+class BurstLimits:
+    """The negotiated values that shape write transfers (RFC 7143 §13.10-§13.17)."""
+
+    immediate_data: bool = True
+    initial_r2t: bool = True
+    first_burst: int = 65536
+    max_burst: int = 262144
+    max_outstanding_r2t: int = 1
+
+
+@dataclass(slots=True)
+class R2TGrant:
+    """One R2T we sent and the Data-Out sequence answering it."""
+
+    itt: int
+    lun: int
+    ttt: int
+    r2tsn: int
+    offset: int
+    length: int
+    next_offset: int = 0
+    next_datasn: int = 0
+
+
+@dataclass(slots=True)
+class WriteTask:
+    itt: int
+    lun: int
+    edtl: int
+    buffer: bytearray
+    received: int = 0
+    unsolicited_open: bool = False
+    unsolicited_end: int = 0
+    unsolicited_datasn: int = 0
+    next_r2t_offset: int = 0
+    next_r2tsn: int = 0
+    grants: dict[int, R2TGrant] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return self.received >= self.edtl and not self.unsolicited_open and not self.grants
+
+
+class WriteCollector:
+    """The write commands of one connection still waiting for data."""
+
+    def __init__(self) -> None:
+        self.limits = BurstLimits()
+        self._tasks: dict[int, WriteTask] = {}
+        self._grants: dict[int, WriteTask] = {}
+        self._next_ttt = 1
+        self._aborted: OrderedDict[int, None] = OrderedDict()
+
+    def __contains__(self, itt: int) -> bool:
+        return itt in self._tasks
+
+    def start(self, cmd: ScsiCommandPdu, immediate: Buffer) -> tuple[WriteTask | None, list[R2TGrant]]:
+        """Check a write command and its immediate data. Returns the task (None when it needs
+        no more data: then the caller uses `immediate` directly) and the R2Ts to send."""
+        limits = self.limits
+        imm = len(immediate)
+        unsolicited = limits.first_burst if cmd.edtl > limits.first_burst else cmd.edtl
+        if imm and not limits.immediate_data:
+            raise DataError(REJECT_PROTOCOL_ERROR, "immediate data with ImmediateData=No")
+        if imm > cmd.edtl or imm > limits.first_burst:
+            raise DataError(REJECT_PROTOCOL_ERROR, "immediate data beyond EDTL or FirstBurstLength")
+        more_unsolicited = not cmd.final
+        if more_unsolicited and (limits.initial_r2t or imm >= unsolicited):
+            raise DataError(REJECT_PROTOCOL_ERROR, "unsolicited Data-Out not allowed")
+        if imm == cmd.edtl and not more_unsolicited:
+            return None, []
+        task = WriteTask(itt=cmd.itt, lun=cmd.lun, edtl=cmd.edtl, buffer=bytearray(cmd.edtl),
+                         received=imm, unsolicited_open=more_unsolicited, unsolicited_end=unsolicited,
+                         next_r2t_offset=imm)
+        task.buffer[:imm] = immediate
+        self._tasks[cmd.itt] = task
+        return task, ([] if more_unsolicited else self._grant(task))
+
+    def data_out(self, pdu: DataOut, data: Buffer) -> tuple[WriteTask | None, list[R2TGrant]]:
+        """Place one Data-Out. Returns (the task if now complete, new R2Ts to send). Data for a
+        recently aborted task is dropped silently (RFC 7143 §11.5.1)."""
+        if pdu.ttt == RESERVED_TAG:
+            task = self._tasks.get(pdu.itt)
+            if task is None:
+                return self._unknown(pdu.itt, "unsolicited Data-Out for an unknown ITT")
+            self._unsolicited(task, pdu, data)
+            grants = [] if task.unsolicited_open else self._grant(task)
+        else:
+            task = self._grants.get(pdu.ttt)
+            if task is None:
+                return self._unknown(pdu.itt, "Data-Out with an unknown TTT")
+            if task.itt != pdu.itt:
+                raise DataError(REJECT_INVALID_FIELD, "Data-Out ITT does not match its TTT")
+            grants = self._solicited(task, pdu, data)
+        if task.complete:
+            del self._tasks[task.itt]
+            return task, grants
+        return None, grants
+
+    def abort(self, itt: int) -> bool:
+        task = self._tasks.pop(itt, None)
+        self._aborted[itt] = None
+        while len(self._aborted) > ABORTED_TAGS_REMEMBERED:
+            self._aborted.popitem(last=False)
+        if task is None:
+            return False
+        for ttt in task.grants:
+            self._grants.pop(ttt, None)
+        return True
+
+    def clear(self) -> None:
+        for itt in list(self._tasks):
+            self.abort(itt)
+
+    # ---- internals -----------------------------------------------------------------------------
+
+    def _unknown(self, itt: int, message: str) -> tuple[None, list[R2TGrant]]:
+        if itt in self._aborted:
+            return None, []
+        raise DataError(REJECT_INVALID_FIELD, message)
+
+    def _unsolicited(self, task: WriteTask, pdu: DataOut, data: Buffer) -> None:
+        if not task.unsolicited_open:
+            raise DataError(REJECT_PROTOCOL_ERROR, "unsolicited Data-Out not expected")
+        if pdu.datasn != task.unsolicited_datasn:
+            raise DataError(REJECT_PROTOCOL_ERROR, "DataSN out of order", fatal=True)
+        end = pdu.buffer_offset + len(data)
+        if pdu.buffer_offset != task.received or end > task.unsolicited_end:
+            raise DataError(REJECT_PROTOCOL_ERROR, "unsolicited data outside FirstBurstLength",
+                            fatal=True)
+        task.buffer[pdu.buffer_offset:end] = data
+        task.received = end
+        task.unsolicited_datasn += 1
+        if pdu.final:
+            task.unsolicited_open = False
+            task.next_r2t_offset = end
+
+    def _solicited(self, task: WriteTask, pdu: DataOut, data: Buffer) -> list[R2TGrant]:
+        grant = task.grants[pdu.ttt]
+        if pdu.datasn != grant.next_datasn:
+            raise DataError(REJECT_PROTOCOL_ERROR, "DataSN out of order", fatal=True)
+        end = pdu.buffer_offset + len(data)
+        if pdu.buffer_offset != grant.next_offset or end > grant.offset + grant.length:
+            raise DataError(REJECT_PROTOCOL_ERROR, "Data-Out outside its R2T", fatal=True)
+        task.buffer[pdu.buffer_offset:end] = data
+        task.received += len(data)
+        grant.next_offset = end
+        grant.next_datasn += 1
+        if end == grant.offset + grant.length:
+            del task.grants[pdu.ttt]
+            del self._grants[pdu.ttt]
+            return self._grant(task)
+        if pdu.final:
+            raise DataError(REJECT_PROTOCOL_ERROR, "Data-Out sequence ended early", fatal=True)
+        return []
+
+    def _grant(self, task: WriteTask) -> list[R2TGrant]:
+        """New R2Ts up to MaxOutstandingR2T, each at most MaxBurstLength (RFC 7143 §11.8)."""
+        out: list[R2TGrant] = []
+        limits = self.limits
+        while len(task.grants) < limits.max_outstanding_r2t and task.next_r2t_offset < task.edtl:
+            length = min(limits.max_burst, task.edtl - task.next_r2t_offset)
+            grant = R2TGrant(itt=task.itt, lun=task.lun, ttt=self.new_ttt(), r2tsn=task.next_r2tsn,
+                             offset=task.next_r2t_offset, length=length,
+                             next_offset=task.next_r2t_offset)
+            task.next_r2tsn += 1
+            task.next_r2t_offset += length
+            task.grants[grant.ttt] = grant
+            self._grants[grant.ttt] = task
+            out.append(grant)
+        return out
+
+    def new_ttt(self) -> int:
+        ttt = self._next_ttt
+        self._next_ttt = ttt + 1 if ttt + 1 < RESERVED_TAG else 1
+        return ttt
