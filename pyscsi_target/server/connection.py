@@ -112,6 +112,7 @@ class ConnectionHandler:
         self._nursery: trio.Nursery | None = None
         self.end_reason = ""
         self.login_failed = False
+        self._close_after_flush = False
         self._last_rx = trio.current_time()
         self.closed = trio.Event()
 
@@ -196,7 +197,7 @@ class ConnectionHandler:
             self.conn.receive_data(view[:n] if n else b"")
             closed = self._handle_events()
             await self.flush()
-            if closed or n == 0:
+            if closed or n == 0 or self._close_after_flush:
                 return
 
     async def flush(self) -> None:
@@ -230,6 +231,9 @@ class ConnectionHandler:
             self._logged_in(ev)
         elif isinstance(ev, TaskManagement):
             self.conn.send_tmf_response(ev.itt, self._tmf(ev))
+            if ev.function == TMF_TARGET_COLD_RESET:
+                # RFC 7143 §11.5.1: after a cold reset's response the target drops its connections
+                self._close_after_flush = True
         elif isinstance(ev, LogoutRequested):
             self.conn.send_logout_response(ev.itt, 0)
 
@@ -284,14 +288,18 @@ class ConnectionHandler:
         if ev.function == TMF_ABORT_TASK:
             return TMF_COMPLETE if self.conn.abort_task(ev.referenced_itt) else TMF_NO_TASK
         if ev.function in (TMF_ABORT_TASK_SET, TMF_CLEAR_TASK_SET):
+            # this session's tasks on that LUN (SAM-5 §7.3/7.4; we keep no task set across nexuses)
+            self.conn.abort_tasks(ev.lun)
             return TMF_COMPLETE
         if ev.function == TMF_LUN_RESET:
             lu = luns.get(ev.lun)
             if lu is None:
                 return TMF_NO_LUN
+            self.conn.abort_tasks(ev.lun)
             lu.reset(self.nexus)
             return TMF_COMPLETE
         if ev.function in (TMF_TARGET_WARM_RESET, TMF_TARGET_COLD_RESET):
+            self.conn.abort_tasks(None)
             for lu in luns.values():
                 lu.reset(self.nexus)
             return TMF_COMPLETE
