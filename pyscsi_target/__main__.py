@@ -17,9 +17,13 @@ from .server.options import (
     DEFAULT_DATA_DIR,
     DEFAULT_DEMO_PORTAL,
     DEFAULT_DEVICE_ROOT,
+    OptionsError,
     ServerOptions,
 )
 from .server.serve import serve
+
+#: exit status for options the server refuses to start with (argparse's usage-error status)
+USAGE_ERROR = 2
 
 
 def parser() -> argparse.ArgumentParser:
@@ -31,6 +35,11 @@ def parser() -> argparse.ArgumentParser:
                    help="holds config.db, extents/ and api-password (default %(default)s)")
     s.add_argument("--api", default=DEFAULT_API_ADDRESS, help="API listen address HOST:PORT (default %(default)s)")
     s.add_argument("--api-password-file", type=Path, default=None, help="file holding the API password for root")
+    s.add_argument("--api-cert", type=Path, default=None, metavar="FILE",
+                   help="PEM certificate (chain): serve the API over TLS (needs --api-key)")
+    s.add_argument("--api-key", type=Path, default=None, metavar="FILE", help="PEM private key of --api-cert")
+    s.add_argument("--api-insecure", action="store_true",
+                   help="allow the API on a non-loopback address without TLS (passwords in clear text)")
     s.add_argument("--extent-root", type=Path, action="append", default=[],
                    help="directory File extents must lie in (repeatable; default DATA_DIR/extents)")
     s.add_argument("--device-root", type=Path, default=Path(DEFAULT_DEVICE_ROOT),
@@ -54,6 +63,14 @@ async def _run(options: ServerOptions) -> None:
                 break
 
 
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    """The exceptions inside (nested) nursery groups, for a one-line message each."""
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -68,16 +85,26 @@ def main(argv: list[str] | None = None) -> int:
         demo_portal=args.demo_portal,
         log_level=args.log_level,
         api_enabled=not args.no_api,
+        api_cert=args.api_cert,
+        api_key=args.api_key,
+        api_insecure=args.api_insecure,
     )
+    try:
+        options.check()
+        if options.api_enabled:
+            options.api_ssl_context()
+    except OptionsError as exc:
+        print(f"pyscsi-target: {exc}", file=sys.stderr)
+        return USAGE_ERROR
     failures: list[BaseException] = []
     try:
         trio.run(_run, options)
     except* KeyboardInterrupt:
         pass
-    except* (OSError, ConfigError, StoreError) as group:
-        failures.extend(group.exceptions)
-    for exc in failures:
-        print(f"pyscsi-target: {exc}", file=sys.stderr)
+    except* (OSError, ConfigError, StoreError, OptionsError) as group:
+        failures.extend(_leaves(group))
+    for failure in failures:
+        print(f"pyscsi-target: {failure}", file=sys.stderr)
     return 1 if failures else 0
 
 

@@ -3,6 +3,13 @@
 One per connection: it knows the portal the initiator connected to and its address, so target
 visibility (target groups on this portal), initiator ACLs (names and networks) and CHAP settings are
 decided here, at the moment of each login (API changes apply to the next login, spec Part B.2.1).
+
+Everything fails closed (target-rules §5.4): a target group whose authorized-initiator id names
+no object admits nobody, an authentication method other than "None" means CHAP (protocol/chap.py)
+and an auth tag without credentials lets no CHAP login succeed. A target the initiator may not
+reach through this portal is "not found" (0x0203) whether it exists elsewhere or not; one it may
+not reach from its name or address is "authorization failure" (0x0202). SendTargets lists exactly
+the targets a login would not refuse with either of those.
 """
 
 from __future__ import annotations
@@ -22,10 +29,12 @@ if TYPE_CHECKING:
 NOT_FOUND = LoginRefused(2, 0x03, "target not found")
 AUTHORIZATION_FAILURE = LoginRefused(2, 0x02, "initiator not authorized")
 SESSION_TYPE_UNSUPPORTED = LoginRefused(2, 0x09, "discovery not available on this portal")
+SESSION_DOES_NOT_EXIST = LoginRefused(2, 0x0A, "session does not exist")
 
 
 def initiator_allowed(group: InitiatorGroup | None, initiator_name: str, peer_ip: str) -> bool:
-    """The ACL check (spec Part A §2.3): names (RFC 3722 case-folded) and networks, or ALL."""
+    """The ACL check (spec Part A §2.3): names (RFC 3722 case-folded, compared whole) and networks
+    (IPv4, IPv6, IPv4-mapped IPv6 as IPv4), or ALL. No group at all means no restriction."""
     if group is None:
         return True
     names = group.initiator_names()
@@ -98,7 +107,11 @@ class PortalAuthority:
         return None
 
     def _visible(self, group: TargetGroup, initiator_name: str) -> bool:
-        ig = self.cfg.initiators.get(group.initiatorgroup) if group.initiatorgroup is not None else None
+        if group.initiatorgroup is None:
+            return True  # FreeNAS: a target group without an authorized initiator is open
+        ig = self.cfg.initiators.get(group.initiatorgroup)
+        if ig is None:
+            return False  # a dangling reference admits nobody (fail closed)
         return initiator_allowed(ig, initiator_name, self.peer_ip)
 
     # -- LoginAuthority ---------------------------------------------------------------------------
@@ -140,4 +153,17 @@ class PortalAuthority:
         return entries
 
     def new_session(self, initiator_name: str, isid: int, target_name: str | None, tsih: int) -> int | LoginRefused:
+        if tsih:
+            # RFC 7143 §6.3.1: a TSIH names a session of this initiator (same name and ISID) to
+            # this target; someone else's TSIH is "session does not exist", not a way to probe it
+            rec = self.registry.get(tsih)
+            if rec is None or not _same_nexus(rec.initiator, rec.isid, rec.target,
+                                              initiator_name, isid, target_name):
+                return SESSION_DOES_NOT_EXIST
         return self.registry.login(initiator_name, isid, target_name, tsih)
+
+
+def _same_nexus(initiator: str, isid: int, target: str | None, other_initiator: str, other_isid: int,
+                other_target: str | None) -> bool:
+    return (initiator.lower(), isid, (target or "").lower()) == (
+        other_initiator.lower(), other_isid, (other_target or "").lower())

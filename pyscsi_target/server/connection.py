@@ -100,6 +100,7 @@ class ConnectionHandler:
         self.peer_ip: str = peer[0]
         self.peer = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
         self.local_host: str = local[0]
+        self.local = f"[{local[0]}]:{local[1]}" if ":" in local[0] else f"{local[0]}:{local[1]}"
         self.authority = PortalAuthority(
             lambda: service.config, portal.id, service.registry, peer_ip=self.peer_ip, local_host=self.local_host
         )
@@ -115,6 +116,8 @@ class ConnectionHandler:
         self._close_after_flush = False
         self._last_rx = trio.current_time()
         self.closed = trio.Event()
+        #: the handler of the session this login reinstated, until it has ended
+        self._reinstated: ConnectionHandler | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     def terminate(self, reason: str) -> None:
@@ -165,7 +168,8 @@ class ConnectionHandler:
     async def _login_watchdog(self) -> None:
         await trio.sleep(LOGIN_TIMEOUT_S)
         if self.login is None:
-            log.info("login from %s timed out after %.0f s", self.peer, LOGIN_TIMEOUT_S)
+            log.warning("login failed: initiator %s at %s: no login within %.0f s",
+                        self.conn.login_initiator_name or "(unknown)", self.peer, LOGIN_TIMEOUT_S)
             self.login_failed = True
             self.terminate("login timeout")
 
@@ -196,9 +200,17 @@ class ConnectionHandler:
             self._last_rx = trio.current_time()
             self.conn.receive_data(view[:n] if n else b"")
             closed = self._handle_events()
+            await self._reinstated_session_ended()
             await self.flush()
             if closed or n == 0 or self._close_after_flush:
                 return
+
+    async def _reinstated_session_ended(self) -> None:
+        """Session reinstatement (RFC 7143 §6.3.5, target-rules.md §5.1): the final login response
+        goes out only once the old session's connection, and every task it ran, has ended."""
+        old, self._reinstated = self._reinstated, None
+        if old is not None:
+            await old.closed.wait()
 
     async def flush(self) -> None:
         async with self._send_lock:
@@ -244,7 +256,9 @@ class ConnectionHandler:
             self._on_login = None
         if self._nursery is not None:
             self._nursery.start_soon(self._keepalive)
-        self.service.registry.attach(ev.tsih, self.terminate, self)
+        rec = self.service.registry.attach(ev.tsih, self.terminate, self)
+        if rec is not None and isinstance(rec.replaces, ConnectionHandler):
+            self._reinstated, rec.replaces = rec.replaces, None
         if ev.session_type == "Normal" and ev.target_name:
             target = self.service.config.target_by_iqn(ev.target_name)
             self.target_id = target.id if target else None

@@ -6,6 +6,8 @@ The only place that knows how an API extent (File / Disk / ZVOL, filesize string
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 
 from ..model import Extent
@@ -17,6 +19,8 @@ from ..storage import Backend, open_backend
 #: physical block size we report when pblocksize reporting is enabled for file extents, bytes
 #: (FreeNAS/ctld reported the ZFS recordsize; 4 KiB matches modern disks and page size)
 REPORTED_PHYSICAL_BLOCK = 4096
+#: permissions of backing files the target creates (owner only: they hold the initiators' data)
+BACKING_FILE_MODE = 0o600
 
 
 def rpm_value(rpm: str) -> int:
@@ -59,13 +63,29 @@ class LiveExtent:
         return (e.path, e.type, e.blocksize, e.ro) == (other.path, other.type, other.blocksize, other.ro)
 
 
+def create_backing_file(path: str, size: int) -> None:
+    """Spec Part B.2.5: missing parent folders and a missing file are created (sparse, `size`
+    bytes); an existing file is left as it is."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, BACKING_FILE_MODE)
+    except FileExistsError:
+        return
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+
+
 def open_extent(ext: Extent) -> LiveExtent:
     """Blocking: open (and for File extents create, sparse) the extent's backing store."""
     if ext.type == EXTENT_FILE:
         size = parse_filesize(ext.filesize)
+        if size:
+            create_backing_file(ext.path, size)
         backend = open_backend(
             "file", ext.path, block_size=ext.blocksize, read_only=ext.ro,
-            size_bytes=size or None, create=True,
+            size_bytes=size or None, create=not ext.ro,
         )
     else:
         backend = open_backend(

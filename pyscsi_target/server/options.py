@@ -1,20 +1,47 @@
-"""Command-line level settings of one server process, with their defaults (docs/limits.md)."""
+"""Command-line level settings of one server process, with their defaults (docs/limits.md), and
+the start-up checks on them (`ServerOptions.check`): whether the API may be served where it is
+asked to be, and whether its TLS certificate and key can be used.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
 #: default data directory (relative to the working directory), issue #2
 DEFAULT_DATA_DIR = "./pyscsi-data"
+#: port of `--api` when only a host is given (FreeNAS's and hypercorn's usual HTTP port)
+DEFAULT_API_PORT = 8080
 #: the management API's default bind: loopback only (target-rules.md §5.4, Part B.1.6)
-DEFAULT_API_ADDRESS = "127.0.0.1:8080"
+DEFAULT_API_ADDRESS = f"127.0.0.1:{DEFAULT_API_PORT}"
 #: the demo portal (issue #2)
 DEFAULT_DEMO_PORTAL = "127.0.0.1:3260"
 #: size of the demo LUN's sparse file, bytes (1 GiB, issue #2)
 DEMO_EXTENT_BYTES = 1 << 30
 #: block devices and zvols are looked up under this root (spec Part B.6)
 DEFAULT_DEVICE_ROOT = "/dev"
+
+
+class OptionsError(ValueError):
+    """Settings this server refuses to start with; the message says what to change."""
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` and loopback address literals (127.0.0.0/8, ::1, ::ffff:127.x).
+
+    Any other host name counts as not loopback: we do not resolve names at start-up, so a name
+    that might reach the network is treated as if it did (target-rules.md §5.4)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        addr = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped.is_loopback
+    return addr.is_loopback
 
 
 def split_host_port(text: str, default_port: int) -> tuple[str, int]:
@@ -45,6 +72,50 @@ class ServerOptions:
     log_level: str = "INFO"
     #: disable the management API entirely (tests of the target alone)
     api_enabled: bool = True
+    #: PEM certificate (chain) and private key: serve the API over TLS (spec Part B §B.1.6)
+    api_cert: Path | None = None
+    api_key: Path | None = None
+    #: allow the API on a non-loopback address without TLS (Basic credentials in clear text)
+    api_insecure: bool = False
+
+    @property
+    def api_tls(self) -> bool:
+        return self.api_cert is not None and self.api_key is not None
+
+    def check(self) -> None:
+        """Refuse settings that must not start (raises `OptionsError`): bad API address, a
+        certificate without its key or the reverse, and a non-loopback API address without TLS
+        unless `api_insecure` (RFC 7617 §1: Basic sends the password in clear text; target-rules.md
+        §5.4: refuse Basic over plain TCP on non-loopback interfaces)."""
+        if not self.api_enabled:
+            return
+        try:
+            host, _ = split_host_port(self.api, DEFAULT_API_PORT)
+        except ValueError as exc:
+            raise OptionsError(f"--api: {exc}") from exc
+        if (self.api_cert is None) != (self.api_key is None):
+            raise OptionsError("--api-cert and --api-key go together: give both to serve the API over TLS")
+        if not self.api_tls and not self.api_insecure and not is_loopback_host(host):
+            raise OptionsError(
+                f"refusing to serve the API on {self.api} without TLS: HTTP Basic would send the root "
+                "password in clear text. Give --api-cert and --api-key, bind --api to a loopback address, "
+                "or pass --api-insecure to accept the risk."
+            )
+
+    def api_ssl_context(self) -> ssl.SSLContext | None:
+        """Load the certificate and key once at start-up, so that a bad pair is reported clearly
+        before anything listens (blocking file reads). None without TLS."""
+        if not self.api_tls:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(str(self.api_cert), str(self.api_key))
+        except (OSError, ssl.SSLError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise OptionsError(
+                f"--api-cert {self.api_cert} / --api-key {self.api_key}: cannot use them: {reason}"
+            ) from exc
+        return context
 
     def resolved_extent_roots(self) -> list[Path]:
         roots = self.extent_roots or [self.data_dir / "extents"]

@@ -17,12 +17,12 @@ import errno
 import logging
 import math
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import trio
 
-from ..model import ApplyError, Config, ConfigStore, Portal, SessionInfo
+from ..model import ApplyError, Config, ConfigStore, Extent, Portal, SessionInfo
 from ..model.config import EXTENT_FILE
 from ..model.extents import parse_filesize
 from ..scsi.lu import LogicalUnit
@@ -81,8 +81,12 @@ async def bind_listener(address: Address) -> trio.socket.SocketType:
 class TargetService:
     """Implements `model.TargetControl`."""
 
-    def __init__(self, store: ConfigStore | None) -> None:
+    def __init__(self, store: ConfigStore | None, *,
+                 extent_opener: Callable[[Extent], LiveExtent] = open_extent) -> None:
+        """`extent_opener` (blocking, run in a worker thread) turns a model Extent into a live one;
+        tests pass one that builds backends with fault-injection hooks (FileBackend `flush_fn`)."""
         self.store = store
+        self._extent_opener = extent_opener
         self.config = Config()
         self.extents: dict[int, LiveExtent] = {}
         self.listeners: dict[Address, Listener] = {}
@@ -116,7 +120,7 @@ class TargetService:
                     initiator=h.login.initiator_name,
                     initiator_addr=h.peer,
                     target=rec.target or "",
-                    target_portal=f"{h.local_host}",
+                    target_portal=f"{h.local},{h.portal.tag}",
                     isid=f"{rec.isid:012x}",
                     tsih=rec.tsih,
                     session_type=h.login.session_type,
@@ -211,7 +215,7 @@ class TargetService:
                         resized.append(live)
                 continue
             try:
-                opened[eid] = await trio.to_thread.run_sync(open_extent, ext)
+                opened[eid] = await trio.to_thread.run_sync(self._extent_opener, ext)
             except Exception as exc:
                 field = "iscsi_target_extent_path" if ext.type == EXTENT_FILE else "iscsi_target_extent_disk"
                 if strict:

@@ -33,6 +33,9 @@ class SessionRecord:
     terminate: Callable[[str], None] | None = None
     #: the handler, for statistics (duck-typed: server.connection.ConnectionHandler)
     handler: object | None = None
+    #: the handler of the session this one reinstated: the new login completes only once it has
+    #: ended (RFC 7143 §6.3.5)
+    replaces: object | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -58,16 +61,18 @@ class SessionRegistry:
         if tsih:
             return TOO_MANY_CONNECTIONS if tsih in self._by_tsih else SESSION_DOES_NOT_EXIST
         key = (initiator.lower(), isid, (target or "").lower())
+        replaced: object | None = None
         for rec in list(self._by_tsih.values()):
             if (rec.initiator.lower(), rec.isid, (rec.target or "").lower()) == key:
                 # session reinstatement (RFC 7143 §6.3.5): end the old session first
                 self.remove(rec.tsih)
+                replaced = rec.handler
                 if rec.terminate is not None:
                     rec.terminate("session reinstated")
         new = self._allocate_tsih()
         if new is None:
             return OUT_OF_RESOURCES
-        self._by_tsih[new] = SessionRecord(new, initiator, isid, target)
+        self._by_tsih[new] = SessionRecord(new, initiator, isid, target, replaces=replaced)
         return new
 
     def attach(self, tsih: int, terminate: Callable[[str], None], handler: object) -> SessionRecord | None:

@@ -177,6 +177,16 @@ class Client:
             else:
                 raise AssertionError(f"unexpected opcode {pdu.opcode:#x}")
 
+    async def ready(self, lun: int = 0, attempts: int = 8) -> None:
+        """TEST UNIT READY until GOOD, consuming unit attentions (power on/reset on a new nexus,
+        SAM-5 §5.14) the way initiators do after login."""
+        for _ in range(attempts):
+            res = await self.command(bytes(6), lun=lun)
+            if res.status == 0:
+                return
+            assert res.sense_key[0] == 6, res.sense_key  # only UNIT ATTENTION is expected here
+        raise AssertionError("unit attentions did not clear")
+
     async def read10(self, lba: int, nblocks: int, block_size: int = 512, lun: int = 0) -> Result:
         cdb = struct.pack(">BBIBHB", 0x28, 0, lba, 0, nblocks, 0)
         return await self.command(cdb, read_len=nblocks * block_size, lun=lun)

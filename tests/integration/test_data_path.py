@@ -25,6 +25,7 @@ def host_port(portal: str) -> tuple[str, int]:
 async def session(run: Running) -> Client:
     c = await Client.connect(*host_port(run.portal))
     await c.login(DEMO_IQN)
+    await c.ready()
     return c
 
 
@@ -83,6 +84,7 @@ async def test_sessions_are_independent(demo: Running) -> None:
     a = await session(demo)
     b = await Client.connect(*host_port(demo.portal), name="iqn.2026-11.org.example:other", isid=0x80_00_00_00_00_02)
     await b.login(DEMO_IQN)
+    await b.ready()
     for i in range(20):
         assert (await a.write10(10_000 + i * 8, pattern(10_000 + i * 8, 8, 1))).status == 0
         assert (await b.write10(20_000 + i * 8, pattern(20_000 + i * 8, 8, 2))).status == 0
