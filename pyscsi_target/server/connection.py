@@ -29,8 +29,11 @@ from ..protocol.events import (
     ScsiCommand,
     TaskManagement,
 )
+from ..protocol.framing import RECEIVE_BUFFER_BYTES
 from ..scsi.types import Nexus, ScsiRequest
+from ..storage import WouldBlock
 from .authority import PortalAuthority
+from .wire import Pacer, SendStalled, recv_into, send_all
 
 if TYPE_CHECKING:
     from ..model import Portal
@@ -38,20 +41,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pyscsi_target.connection")
 
-#: bytes read from the socket per wake-up (several PDUs at once; ARCHITECTURE.md data path)
-RECV_BUFFER_BYTES = 512 * 1024
+#: bytes read from the socket per wake-up at most: the protocol's receive buffer (several PDUs
+#: at once; ARCHITECTURE.md data path)
+RECV_BUFFER_BYTES = RECEIVE_BUFFER_BYTES
 #: a login must complete within this many seconds (LIO TA_LOGIN_TIMEOUT 15 s, target-rules.md §5.2)
 LOGIN_TIMEOUT_S = 15.0
-#: at most this many buffers per sendmsg call (Linux IOV_MAX is 1024)
-SENDMSG_MAX_BUFFERS = 512
 #: an idle full-feature connection gets a NOP-In ping after this many seconds
 #: (LIO nopin_timeout default 15 s, target-rules.md §5.2)
 NOP_IN_INTERVAL_S = 15.0
 #: ... and is closed if nothing at all arrives within this many seconds of the ping
 #: (LIO nopin_response_timeout default 30 s)
 NOP_IN_RESPONSE_TIMEOUT_S = 30.0
-#: a send that makes no progress for this long means the peer stopped reading: close (seconds)
-SEND_STALL_TIMEOUT_S = 60.0
 #: kernel-level bound on unacknowledged sent data (TCP_USER_TIMEOUT, RFC 5482), milliseconds
 TCP_USER_TIMEOUT_MS = 60_000
 #: AsyncEvent 1 "target requests logout" (RFC 7143 §11.9.1); Parameter3 is the time the
@@ -63,29 +63,6 @@ LOGOUT_REQUEST_DEADLINE_S = 3
 TMF_ABORT_TASK, TMF_ABORT_TASK_SET, TMF_CLEAR_ACA, TMF_CLEAR_TASK_SET = 1, 2, 3, 4
 TMF_LUN_RESET, TMF_TARGET_WARM_RESET, TMF_TARGET_COLD_RESET, TMF_TASK_REASSIGN = 5, 6, 7, 8
 TMF_COMPLETE, TMF_NO_TASK, TMF_NO_LUN, TMF_NOT_SUPPORTED = 0, 1, 2, 5
-
-
-class SendStalled(Exception):
-    """The peer has not accepted any data for SEND_STALL_TIMEOUT_S."""
-
-
-async def send_buffers(sock: trio.socket.SocketType, bufs: list[bytes | bytearray | memoryview]) -> None:
-    """sendmsg() all buffers, coalesced, handling partial sends without copying."""
-    views = [memoryview(b).cast("B") for b in bufs if len(b)]
-    while views:
-        batch = views[:SENDMSG_MAX_BUFFERS]
-        with trio.move_on_after(SEND_STALL_TIMEOUT_S) as stall:
-            sent = await sock.sendmsg(batch)
-        if stall.cancelled_caught:
-            raise SendStalled(f"peer accepted no data for {SEND_STALL_TIMEOUT_S:.0f} s")
-        # drop what was fully sent, trim the first partially sent buffer
-        i = 0
-        while i < len(batch) and sent >= len(batch[i]):
-            sent -= len(batch[i])
-            i += 1
-        del views[:i]
-        if sent:
-            views[0] = views[0][sent:]
 
 
 class ConnectionHandler:
@@ -118,6 +95,12 @@ class ConnectionHandler:
         self.closed = trio.Event()
         #: the handler of the session this login reinstated, until it has ended
         self._reinstated: ConnectionHandler | None = None
+        #: commands running in worker threads, and an event set whenever there are none
+        self._running = 0
+        self._idle = trio.Event()
+        self._idle.set()
+        #: ITT of a Logout Request waiting for the running commands to end
+        self._logout_itt: int | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     def terminate(self, reason: str) -> None:
@@ -133,9 +116,10 @@ class ConnectionHandler:
                     nursery.start_soon(self._login_watchdog)
                     await self._reader()
                     nursery.cancel_scope.cancel()
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, SendStalled) as exc:
-            self.end_reason = self.end_reason or f"socket: {exc}"
-        except Exception:
+        # the nursery wraps what its tasks (and its body) raise in an ExceptionGroup: except*
+        except* (OSError, trio.BrokenResourceError, trio.ClosedResourceError, SendStalled) as group:
+            self.end_reason = self.end_reason or f"socket: {group.exceptions[0]}"
+        except* Exception:
             log.exception("connection %s failed; closing it", self.peer)
         finally:
             self._cleanup()
@@ -193,13 +177,16 @@ class ConnectionHandler:
 
     # -- I/O ----------------------------------------------------------------------------------------
     async def _reader(self) -> None:
-        buf = bytearray(RECV_BUFFER_BYTES)
-        view = memoryview(buf)
+        conn, fd, pacer = self.conn, self.sock.fileno(), Pacer()
         while True:
-            n = await self.sock.recv_into(buf)
+            # straight into the protocol's buffer, or into the command buffer that the data
+            # segment being received belongs to (wire.py, framing.py)
+            n = await recv_into(fd, conn.receive_buffer(), pacer)
             self._last_rx = trio.current_time()
-            self.conn.receive_data(view[:n] if n else b"")
+            conn.received(n)
             closed = self._handle_events()
+            if self._logout_itt is not None and not closed:
+                closed = await self._logout()
             await self._reinstated_session_ended()
             await self.flush()
             if closed or n == 0 or self._close_after_flush:
@@ -213,12 +200,24 @@ class ConnectionHandler:
             await old.closed.wait()
 
     async def flush(self) -> None:
-        async with self._send_lock:
+        """Send everything queued; returns once it is all in the socket. The lock is taken
+        without a checkpoint when free (the common case: only the reader sends), but nothing is
+        sent once the connection was cancelled (terminate(): reinstatement, shutdown)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        lock = self._send_lock
+        if lock.locked():
+            await lock.acquire()
+        else:
+            lock.acquire_nowait()
+        try:
+            fd = self.sock.fileno()
             while True:
                 bufs = self.conn.data_to_send()
                 if not bufs:
                     return
-                await send_buffers(self.sock, bufs)
+                await send_all(fd, bufs)
+        finally:
+            lock.release()
 
     # -- events -------------------------------------------------------------------------------------
     def _handle_events(self) -> bool:
@@ -247,7 +246,7 @@ class ConnectionHandler:
                 # RFC 7143 §11.5.1: after a cold reset's response the target drops its connections
                 self._close_after_flush = True
         elif isinstance(ev, LogoutRequested):
-            self.conn.send_logout_response(ev.itt, 0)
+            self._logout_itt = ev.itt  # answered by _logout() once running commands ended
 
     def _logged_in(self, ev: LoginComplete) -> None:
         self.login = ev
@@ -284,18 +283,49 @@ class ConnectionHandler:
             task_tag=ev.itt,
             task_attr=ev.attr,
         )
-        if scsi.is_blocking(req.cdb) and self._nursery is not None:
-            self._nursery.start_soon(self._blocking_command, req, luns)
+        # given the LU, is_blocking() also counts every write while WCE=0 (each one syncs)
+        if self._nursery is not None and scsi.is_blocking(req.cdb, luns.get(req.lun)):
+            self._start_blocking(req, luns)
             return
-        res = scsi.execute(req, luns)
+        try:
+            res = scsi.execute(req, luns, nowait=self._nursery is not None)
+        except WouldBlock:  # a READ of data not in the page cache: it waits in a worker thread
+            self._start_blocking(req, luns)
+            return
         self.conn.send_scsi_response(req.task_tag, res.status, res.data, res.sense, res.transfer_length)
 
+    def _start_blocking(self, req: ScsiRequest, luns: dict) -> None:
+        assert self._nursery is not None
+        self._running += 1
+        if self._running == 1:
+            self._idle = trio.Event()
+        self._nursery.start_soon(self._blocking_command, req, luns)
+
     async def _blocking_command(self, req: ScsiRequest, luns: dict) -> None:
-        lu = luns.get(req.lun)
-        limiter = self.service.limiter_for(lu)
-        res = await trio.to_thread.run_sync(scsi.execute, req, luns, limiter=limiter)
-        self.conn.send_scsi_response(req.task_tag, res.status, res.data, res.sense, res.transfer_length)
-        await self.flush()
+        try:
+            lu = luns.get(req.lun)
+            limiter = self.service.limiter_for(lu)
+            res = await trio.to_thread.run_sync(scsi.execute, req, luns, limiter=limiter)
+        finally:
+            self._running -= 1
+            if not self._running:
+                self._idle.set()
+        # after a Logout Request or terminate() (reinstatement, target deletion, shutdown) the
+        # session's tasks are ended, and ended tasks are not answered (RFC 7143 §6.5)
+        if self._logout_itt is None and not self._cancel.cancel_called:
+            self.conn.send_scsi_response(req.task_tag, res.status, res.data, res.sense, res.transfer_length)
+            await self.flush()
+
+    async def _logout(self) -> bool:
+        """Logout Request (RFC 7143 §11.14): every pending command of the session ends before the
+        Logout Response and none is answered (§6.5 implicit termination: that status is never
+        sent). Commands not yet started (waiting for Data-Out or an earlier CmdSN) are dropped when
+        the connection closes; commands running in worker threads cannot be interrupted, so the
+        response waits for them. True: the connection closes now."""
+        await self._idle.wait()
+        assert self._logout_itt is not None
+        self.conn.send_logout_response(self._logout_itt, 0)
+        return self._handle_events()
 
     def _tmf(self, ev: TaskManagement) -> int:
         luns = self.service.lun_map(self.target_id) if self.target_id is not None else {}

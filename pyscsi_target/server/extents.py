@@ -7,7 +7,6 @@ The only place that knows how an API extent (File / Disk / ZVOL, filesize string
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass
 
 from ..model import Extent

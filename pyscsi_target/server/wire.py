@@ -1,0 +1,96 @@
+"""Socket I/O of the data path: non-blocking recv/send first, trio only when the kernel says EAGAIN.
+
+trio's socket methods end every successful call with a cancel-shielded checkpoint (one pass
+through the scheduler and an epoll_wait), so a READ served with `await sock.recv_into()` and
+`await sock.sendmsg()` under a `trio.Lock` cost three scheduler passes and three epoll_wait
+calls (strace, docs/performance.md). Here the syscall is tried first and trio is entered only
+to wait (`wait_readable`/`wait_writable`, both checkpoints); `Pacer` adds an explicit checkpoint
+every `WAKEUPS_PER_CHECKPOINT` reads that did not have to wait, so a connection whose peer
+always has data ready cannot starve the other connections, timers and the API (trio's fairness
+otherwise relies on every operation being a checkpoint).
+
+The reader owns the fd's read side and a connection's sender (serialized by its send lock) the
+write side; trio's own wrapper stays the owner of the socket (it closes it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import trio
+
+Buffer = bytes | bytearray | memoryview
+
+#: at most this many buffers per writev call (Linux IOV_MAX is 1024)
+SENDMSG_MAX_BUFFERS = 512
+#: a send that makes no progress for this long means the peer stopped reading: close (seconds)
+SEND_STALL_TIMEOUT_S = 60.0
+#: reads served without waiting before the reader yields to the scheduler anyway (fairness
+#: between connections; 16 wake-ups of up to 512 KiB each keep a yield well under 1 ms)
+WAKEUPS_PER_CHECKPOINT = 16
+
+
+class SendStalled(Exception):
+    """The peer has not accepted any data for SEND_STALL_TIMEOUT_S."""
+
+
+async def recv_into(fd: int, buf: memoryview, pacer: Pacer) -> int:
+    """Read what is there into `buf` (0: EOF); waits only when nothing is."""
+    try:
+        count = os.readv(fd, (buf,))
+    except BlockingIOError:
+        pacer.waited()
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                return os.readv(fd, (buf,))
+            except BlockingIOError:
+                continue
+    await pacer.tick()
+    return count
+
+
+async def send_all(fd: int, bufs: Sequence[Buffer]) -> None:
+    """writev() every buffer, in order, coalesced into as few calls as possible; handles partial
+    writes without copying and waits (at most SEND_STALL_TIMEOUT_S per stall) only when the
+    socket buffer is full."""
+    pending = list(bufs)
+    while pending:
+        batch = pending[:SENDMSG_MAX_BUFFERS]
+        try:
+            sent = os.writev(fd, batch)
+        except BlockingIOError:
+            sent = 0
+        i = 0
+        while i < len(batch) and sent >= len(batch[i]):
+            sent -= len(batch[i])
+            i += 1
+        del pending[:i]
+        if sent:
+            pending[0] = memoryview(pending[0]).cast("B")[sent:]
+        elif pending and i < len(batch):
+            await _writable(fd)
+
+
+async def _writable(fd: int) -> None:
+    with trio.move_on_after(SEND_STALL_TIMEOUT_S) as stall:
+        await trio.lowlevel.wait_writable(fd)
+    if stall.cancelled_caught:
+        raise SendStalled(f"peer accepted no data for {SEND_STALL_TIMEOUT_S:.0f} s")
+
+
+class Pacer:
+    """Counts reads that did not wait and checkpoints every WAKEUPS_PER_CHECKPOINT of them."""
+
+    def __init__(self) -> None:
+        self._left = WAKEUPS_PER_CHECKPOINT
+
+    def waited(self) -> None:
+        self._left = WAKEUPS_PER_CHECKPOINT
+
+    async def tick(self) -> None:
+        self._left -= 1
+        if self._left <= 0:
+            self._left = WAKEUPS_PER_CHECKPOINT
+            await trio.lowlevel.checkpoint()
