@@ -3,17 +3,18 @@
 A handler is a plain function `Task -> ScsiResult` that raises `CheckCondition` for every error
 it detects. The spec carries everything `execute()` needs to run the fixed check order without
 knowing the command: whether it works without a logical unit, whether unit attentions and
-reservations apply, whether it modifies the medium, how much Data-Out it expects, and the CDB
-usage mask (SPC-4 §6.35.3) that both validates reserved bits and answers REPORT SUPPORTED
-OPERATION CODES.
+reservations apply (SPC-2 RESERVE and the persistent reservation conflict class), whether it
+modifies the medium, how much Data-Out it expects, and the CDB usage mask (SPC-4 §6.35.3) that
+both validates reserved bits and answers REPORT SUPPORTED OPERATION CODES.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .lu import LogicalUnit
+from .pr_state import PrAccess
 from .sense import CheckCondition, SenseReason
 from .types import ScsiRequest, ScsiResult
 
@@ -39,6 +40,9 @@ class CommandSpec:
     writes: bool = False
     #: refused with RESERVATION CONFLICT while another nexus holds a RESERVE (SPC-2 §5.5.1)
     conflicts: bool = True
+    #: its row in the persistent reservation conflict table (SPC-4 table 66, SBC-4 table 13),
+    #: or a function of the CDB for commands whose row depends on a field (PREVENT ALLOW ...)
+    pr_access: PrAccess | Callable[[bytes], PrAccess] = PrAccess.EXCLUSIVE
     #: not answered with a pending unit attention (SAM-5 §5.14: INQUIRY, REPORT LUNS, REQUEST SENSE)
     ua_exempt: bool = False
     #: works on a LUN with no logical unit behind it (SAM-5 "incorrect logical unit selection")
@@ -47,6 +51,13 @@ class CommandSpec:
     #: Unsupported answers INVALID COMMAND OPERATION CODE and is left out of REPORT SUPPORTED
     #: OPERATION CODES.
     available: Callable[[LogicalUnit], bool] | None = None
+    #: the CDB bits outside `usage` (byte 0 excluded) as one big-endian integer: execute() tests
+    #: a CDB against it with one AND and only then looks for the offending field
+    reserved_bits: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        inverted = bytes([0, *(~m & 0xFF for m in self.usage[1:])])
+        object.__setattr__(self, "reserved_bits", int.from_bytes(inverted, "big"))
 
     @property
     def cdb_length(self) -> int:
@@ -58,6 +69,13 @@ class CommandSpec:
     def is_blocking(self, cdb: bytes) -> bool:
         return self.blocking(cdb) if callable(self.blocking) else self.blocking
 
+    def access(self, cdb: bytes) -> PrAccess:
+        return self.pr_access(cdb) if callable(self.pr_access) else self.pr_access
+
+    def touches_medium(self, cdb: bytes) -> bool:
+        """Reads or writes the medium: refused while a sanitize operation failed (SBC-4 §4.11)."""
+        return self.writes or self.access(cdb) is PrAccess.READ
+
 
 @dataclass(slots=True)
 class Task:
@@ -67,6 +85,8 @@ class Task:
     lu_or_none: LogicalUnit | None
     luns: Mapping[int, LogicalUnit]
     spec: CommandSpec
+    #: running on an event loop: read with `backend.read_nowait()` (execute(nowait=True))
+    nowait: bool = False
 
     @property
     def cdb(self) -> bytes:

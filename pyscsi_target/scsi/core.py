@@ -1,37 +1,53 @@
 """`execute()`: run one SCSI command through the fixed check order (ARCHITECTURE.md):
 
-    LUN exists → unit attention → CDB valid → reservation conflict → capability → handler
+    LUN exists → unit attention → CDB valid → sanitize state → reservation conflict
+    → capability (write protection) → handler → thin-provisioning threshold
 
 and turn every `CheckCondition` and every `StorageError` into CHECK CONDITION + sense here, in
-one place. Nothing an initiator can send makes `execute()` raise.
+one place. Nothing an initiator can send makes `execute()` raise. `reservation_conflict()` is the
+one place where both reservation models are applied: SPC-2 RESERVE (SPC-2 §5.5.1) and the
+persistent reservation conflict table (SPC-4 §5.13.1 table 66, SBC-4 §4.17 table 13), including
+the SPC-4 §5.13.3 exceptions for RESERVE/RELEASE while registrations exist.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..storage.base import FlushFailed, MediumError, NoSpace, OutOfRange, ReadOnly, StorageError
+from ..storage.base import FlushFailed, MediumError, NoSpace, OutOfRange, ReadOnly, StorageError, WouldBlock
 from .cdb import check_usage
 from .command import CommandSpec, Task
-from .lu import LogicalUnit
+from .lu import SANITIZE_IDLE, SANITIZE_RUNNING, LogicalUnit
 from .sense import CheckCondition, SenseReason, invalid_cdb
 from .table import find, lookup
-from .types import CHECK_CONDITION, RESERVATION_CONFLICT, ScsiRequest, ScsiResult
+from .types import CHECK_CONDITION, GOOD, RESERVATION_CONFLICT, ScsiRequest, ScsiResult
 
 
-def execute(req: ScsiRequest, luns: Mapping[int, LogicalUnit]) -> ScsiResult:
-    """Execute one command; never raises for anything an initiator can send."""
+def execute(req: ScsiRequest, luns: Mapping[int, LogicalUnit], *, nowait: bool = False) -> ScsiResult:
+    """Execute one command; never raises for anything an initiator can send.
+
+    `nowait` (a caller on an event loop): a command that may block (`is_blocking()`), or a READ
+    whose data is not in memory, raises storage.WouldBlock before anything changed, and the
+    caller runs it again where it may wait (a worker thread). Every check before the handler is
+    free of side effects when it lets a command through, so running it twice is running it once;
+    this also spares the caller a separate `is_blocking()` lookup per command."""
     lu = luns.get(req.lun)
     spec: CommandSpec | None = None
     try:
         spec = _admit(req, lu)
         _validate(req.cdb, spec)
-        if lu is not None and spec.conflicts and lu.conflicts(req.nexus):
-            result = ScsiResult(status=RESERVATION_CONFLICT)  # SPC-2 §5.5.1
+        if lu is not None:
+            _sanitize_gate(lu, spec, req.cdb)
+        if lu is not None and reservation_conflict(lu, spec, req):
+            result = ScsiResult(status=RESERVATION_CONFLICT)
         else:
             if lu is not None and spec.writes and lu.write_protected:
                 raise CheckCondition(SenseReason.WRITE_PROTECTED)  # SBC-4 §4.11
-            result = spec.handler(Task(req, lu, luns, spec))
+            if nowait and _may_block(spec, req.cdb, lu):
+                raise WouldBlock  # the handler has not run: nothing changed
+            result = spec.handler(Task(req, lu, luns, spec, nowait))
+            if lu is not None and spec.writes and result.status == GOOD:
+                lu.after_write()
     except CheckCondition as cc:
         result = _check_condition(cc, lu)
     except StorageError as exc:
@@ -67,16 +83,49 @@ def _admit(req: ScsiRequest, lu: LogicalUnit | None) -> CommandSpec:
             ua = lu.pop_unit_attention(req.nexus)
             if ua is not None:
                 raise CheckCondition(ua)  # SAM-5 §5.14
-    if spec is None or not spec.supported_by(lu):
+    if spec is None:
         raise error or CheckCondition(SenseReason.INVALID_COMMAND_OPERATION_CODE)
+    if not spec.supported_by(lu):
+        # a service action this LU lacks is a field of the CDB (SPC-4 §4.2.5.1), a whole
+        # command it lacks an unsupported operation code
+        if spec.service_action is not None:
+            raise invalid_cdb(1, 4)
+        raise CheckCondition(SenseReason.INVALID_COMMAND_OPERATION_CODE)
     return spec
+
+
+def reservation_conflict(lu: LogicalUnit, spec: CommandSpec, req: ScsiRequest) -> bool:
+    """RESERVATION CONFLICT for this command from this nexus: an SPC-2 RESERVE held by another
+    nexus (SPC-2 §5.5.1), or the persistent reservation conflict table (PrState.conflicts)."""
+    if spec.conflicts and lu.conflicts(req.nexus):
+        return True
+    return lu.pr.conflicts(req.nexus, spec.access(req.cdb))
+
+
+def _sanitize_gate(lu: LogicalUnit, spec: CommandSpec, cdb: bytes) -> None:
+    """While a sanitize operation runs, only INQUIRY, REPORT LUNS and REQUEST SENSE are served
+    (NOT READY, SANITIZE IN PROGRESS); after one failed, commands that read or write the medium
+    get MEDIUM ERROR, SANITIZE COMMAND FAILED until a sanitize succeeds (SBC-4 §4.11.2, §4.11.4)."""
+    state = lu.sanitize_state
+    if state == SANITIZE_IDLE or spec.any_lun:
+        return
+    if state == SANITIZE_RUNNING:
+        raise CheckCondition(SenseReason.SANITIZE_IN_PROGRESS)
+    if spec.touches_medium(cdb) and spec.opcode != SANITIZE_OPCODE:
+        raise CheckCondition(SenseReason.SANITIZE_COMMAND_FAILED)
+
+
+#: SANITIZE (SBC-4 §5.30) is what leaves the failed sanitize state
+SANITIZE_OPCODE = 0x48
 
 
 def _validate(cdb: bytes, spec: CommandSpec) -> None:
     """CDB valid: long enough, and no bit set outside the command's usage mask."""
-    if len(cdb) < spec.cdb_length:
+    length = len(spec.usage)
+    if len(cdb) < length:
         raise invalid_cdb(len(cdb) - 1)
-    check_usage(cdb, spec.usage)
+    if int.from_bytes(cdb[:length], "big") & spec.reserved_bits:  # one AND; the loop only on error
+        check_usage(cdb, spec.usage)
 
 
 def _check_condition(cc: CheckCondition, lu: LogicalUnit | None) -> ScsiResult:
@@ -109,8 +158,10 @@ def is_blocking(cdb: bytes, lu: LogicalUnit | None = None) -> bool:
     """True when the command may block for long: flushes, FUA or large writes, large reads,
     and (given the LU) every write while WCE=0 makes them write-through."""
     spec = find(cdb)
-    if spec is None:
-        return False
+    return spec is not None and _may_block(spec, cdb, lu)
+
+
+def _may_block(spec: CommandSpec, cdb: bytes, lu: LogicalUnit | None) -> bool:
     if lu is not None and spec.writes and not lu.mode.wce:
         return True
     return spec.is_blocking(cdb)

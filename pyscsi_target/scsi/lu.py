@@ -1,20 +1,30 @@
 """Logical-unit state: identity (what INQUIRY reports), unit attentions per I_T nexus, the
-SPC-2 RESERVE/RELEASE reservation, and the changeable mode parameters.
+SPC-2 RESERVE/RELEASE reservation, persistent reservations, the changeable mode parameters, held
+EXTENDED COPY results, the sanitize state and the thin-provisioning threshold.
 
 A `LogicalUnit` wraps one extent's `Backend`. `execute()` may run in several worker threads at
 once, so every mutation of the state here happens under `_state_lock` (short, never held during
 I/O); `lock` is the separate, longer lock held around commands that must be atomic: COMPARE
-AND WRITE takes it for its read-compare-write (SBC-4 §5.3), so it is atomic against other
-COMPARE AND WRITEs (what ATS locking needs); plain WRITEs do not take it.
+AND WRITE (SBC-4 §5.3), ORWRITE, WRITE ATOMIC and SANITIZE take it, so they are atomic against
+each other (what ATS locking needs); plain WRITEs do not take it. `pr_lock` serializes PERSISTENT
+RESERVE OUT (decide, persist, install); readers use the immutable `pr` snapshot without a lock.
+
+Server-facing hooks: `on_pr_change` (persist PR state, APTPL), `pr_state()`/`load_pr_state()`
+(plain JSON-able data), `copy_resolver` (find an LU by NAA for EXTENDED COPY beyond the session's
+LUNs), `check_provisioning_threshold()` (housekeeping), `clock` (monotonic seconds).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ..storage.base import Backend
+from ..storage.base import Backend, StorageError
+from .pr_state import PrState
+from .provisioning import ThresholdMonitor
 from .sense import SenseReason
 from .types import Nexus
 
@@ -39,12 +49,14 @@ class LuIdentity:
     physical_block_exponent: int = 0  # READ CAPACITY(16) LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT
     read_only: bool = False  # writes -> DATA PROTECT / WRITE PROTECTED
     thin: bool = False  # advertise thin provisioning only if backend.supports_unmap
-    insecure_tpc: bool = True  # for EXTENDED COPY, which is not implemented yet
+    #: FreeNAS "insecure_tpc": this LU may be a source or destination of an EXTENDED COPY sent
+    #: on a session that cannot reach it (found through `LogicalUnit.copy_resolver`)
+    insecure_tpc: bool = True
     #: FreeNAS "Xen initiator compat mode": FreeNAS writes ctl's device-id as product + serial
     #: padded to 31 characters, and skips the padding when xen is set. We do the same in the
     #: T10 vendor ID designator of VPD page 0x83 (spec Part B, ctl.conf "device-id").
     xen: bool = False
-    #: thin-provisioning soft threshold (%); not acted on yet: needs free-space data from storage
+    #: thin-provisioning soft threshold: % of the extent in use that raises UA 38/07 (provisioning.py)
     avail_threshold: int | None = None
 
     def naa_bytes(self) -> bytes | None:
@@ -69,9 +81,29 @@ class ModeState:
     swp: bool = False  # Control page SWP: software write protect
 
 
+@dataclass(frozen=True)
+class CopyRecord:
+    """What RECEIVE COPY RESULTS (COPY STATUS) reports for a finished EXTENDED COPY (SPC-4 §6.18.3)."""
+
+    ok: bool
+    segments: int
+    transferred_bytes: int
+
+
 @dataclass
 class _NexusState:
     unit_attentions: deque[SenseReason] = field(default_factory=deque)
+    #: held EXTENDED COPY results by LIST IDENTIFIER (LIST ID USAGE 00b), at most 256
+    copies: dict[int, CopyRecord] = field(default_factory=dict)
+    copies_running: set[int] = field(default_factory=set)
+
+
+#: the sanitize state of an LU (SBC-4 §4.11): idle, running, or failed (until a sanitize
+#: succeeds, or EXIT FAILURE MODE when the failed one allowed it with AUSE=1)
+SANITIZE_IDLE, SANITIZE_RUNNING, SANITIZE_FAILED, SANITIZE_FAILED_AUSE = range(4)
+
+CopyResolver = Callable[[bytes], "LogicalUnit | None"]
+PrListener = Callable[[dict[str, object]], None]
 
 
 class LogicalUnit:
@@ -88,6 +120,19 @@ class LogicalUnit:
         self.prevent: set[Nexus] = set()
         self._state_lock = threading.Lock()
         self._nexuses: dict[Nexus, _NexusState] = {}
+        #: persistent reservations (SPC-4 §5.13): an immutable snapshot, replaced under pr_lock
+        self.pr = PrState()
+        self.pr_lock = threading.Lock()
+        #: called with `pr_state()` data after every change, before the PROUT completes; the
+        #: server stores it next to the extent when its "aptpl" is true (and drops the stored copy
+        #: when false). Raise OSError if it cannot be saved: the command then fails and the
+        #: state stays as it was. None: APTPL=1 is refused (PTPL_C=0).
+        self.on_pr_change: PrListener | None = None
+        #: EXTENDED COPY: find an LU anywhere on the server by its NAA designator (8 or 16 bytes)
+        self.copy_resolver: CopyResolver | None = None
+        self.sanitize_state = SANITIZE_IDLE
+        self.clock: Callable[[], float] = time.monotonic
+        self._threshold = ThresholdMonitor(identity.avail_threshold)
 
     # ---- capability ---------------------------------------------------------------------
 
@@ -105,18 +150,31 @@ class LogicalUnit:
     def seen(self, nexus: Nexus) -> None:
         """Record that `nexus` uses this LU, so that later unit attentions reach it.
 
-        A nexus first seen after an event starts without its UA: what it sees is already the
-        state after the event.
+        A nexus new to the LU (a new login, or a login after the I_T nexus was lost) starts with
+        POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (29/00): for that nexus the LU has just
+        come into existence (SAM-5 §5.14, §6.3.1), and the events before it are superseded by
+        that one. libiscsi's login (iscsi_full_connect) and Linux's scan consume it with TEST UNIT
+        READY; what the nexus sees afterwards is the state after those events.
         """
         if nexus not in self._nexuses:
             with self._state_lock:
-                self._nexuses.setdefault(nexus, _NexusState())
+                if nexus not in self._nexuses:
+                    state = _NexusState()
+                    state.unit_attentions.append(SenseReason.POWER_ON_RESET)
+                    self._nexuses[nexus] = state
 
-    def add_unit_attention(self, reason: SenseReason, *, except_nexus: Nexus | None = None) -> None:
-        """Queue a unit attention for every nexus that has used this LU (but `except_nexus`)."""
+    def add_unit_attention(
+        self,
+        reason: SenseReason,
+        *,
+        except_nexus: Nexus | None = None,
+        only: Callable[[Nexus], bool] | None = None,
+    ) -> None:
+        """Queue a unit attention for every nexus that has used this LU (but `except_nexus`),
+        or only those for which `only(nexus)` is true."""
         with self._state_lock:
             for nexus, state in self._nexuses.items():
-                if nexus == except_nexus:
+                if nexus == except_nexus or (only is not None and not only(nexus)):
                     continue
                 queue = state.unit_attentions
                 if reason in queue:
@@ -151,18 +209,23 @@ class LogicalUnit:
     # ---- resets and nexus loss ---------------------------------------------------------
 
     def reset(self, nexus: Nexus | None = None) -> None:
-        """LOGICAL UNIT RESET (SAM-5 §7.7): release RESERVE reservations, forget PREVENT state,
-        UA BUS DEVICE RESET FUNCTION OCCURRED (29/03) for every other nexus."""
+        """LOGICAL UNIT RESET (SAM-5 §6.3.3), also what the target resets do to each LU: release
+        RESERVE reservations, forget PREVENT state, and a unit attention for every nexus, the one
+        that asked for the reset (`nexus`) included (libiscsi's MultipathIO.Reset checks that each
+        path sees one). The condition is POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (29/00),
+        the code SAM-5 allows for any reset, rather than the specific 29/03: initiators (libiscsi's
+        RESERVE(6) retry among them) treat 29/00 as "a reset happened, carry on". Persistent
+        reservations survive (SPC-4 §5.13.1)."""
         with self._state_lock:
             self.reserved_by = None
             self.prevent.clear()
-        self.add_unit_attention(SenseReason.BUS_DEVICE_RESET, except_nexus=nexus)
+        self.add_unit_attention(SenseReason.POWER_ON_RESET)
 
     def nexus_gone(self, nexus: Nexus) -> None:
         """The I_T nexus ended: its unit attentions, its RESERVE reservation (SPC-2 §5.5.1: an
         I_T nexus loss releases it) and its PREVENT state go; PR registrations stay."""
         with self._state_lock:
-            self._nexuses.pop(nexus, None)
+            self._nexuses.pop(nexus, None)  # with its held EXTENDED COPY results (SPC-4 §6.4.3)
             self.prevent.discard(nexus)
             if self.reserved_by == nexus:
                 self.reserved_by = None
@@ -194,3 +257,68 @@ class LogicalUnit:
     def conflicts(self, nexus: Nexus) -> bool:
         held = self.reserved_by
         return held is not None and held != nexus
+
+    # ---- persistent reservations: plain data for APTPL (SPC-4 §5.13.5.4) --------------------
+
+    def pr_state(self) -> dict[str, object]:
+        """The persistent reservation state as JSON-able data (see PrState.to_json)."""
+        return self.pr.to_json()
+
+    def load_pr_state(self, data: Mapping[str, object]) -> None:
+        """Install state saved by `on_pr_change` (at start-up); ValueError if it is malformed."""
+        state = PrState.from_json(data)
+        with self.pr_lock:
+            self.pr = state
+
+    # ---- held EXTENDED COPY results (SPC-4 §6.4.3.2, §6.18) ---------------------------------
+
+    def copy_begin(self, nexus: Nexus, list_id: int) -> bool:
+        """Mark LIST IDENTIFIER in use by `nexus`; False if a copy with it is still running."""
+        with self._state_lock:
+            state = self._nexuses.setdefault(nexus, _NexusState())
+            if list_id in state.copies_running:
+                return False
+            state.copies_running.add(list_id)
+            return True
+
+    def copy_end(self, nexus: Nexus, list_id: int, record: CopyRecord | None) -> None:
+        """The copy finished; hold `record` for RECEIVE COPY RESULTS unless it is None."""
+        with self._state_lock:
+            state = self._nexuses.get(nexus)
+            if state is None:
+                return
+            state.copies_running.discard(list_id)
+            if record is not None:
+                state.copies[list_id] = record
+
+    def copy_in_progress(self, nexus: Nexus, list_id: int) -> bool:
+        with self._state_lock:
+            state = self._nexuses.get(nexus)
+            return state is not None and list_id in state.copies_running
+
+    def copy_record(self, nexus: Nexus, list_id: int) -> CopyRecord | None:
+        with self._state_lock:
+            state = self._nexuses.get(nexus)
+            return state.copies.get(list_id) if state else None
+
+    # ---- thin-provisioning soft threshold (SBC-4 §4.7.3.7) ----------------------------------
+
+    def after_write(self) -> None:
+        """Called by execute() after a command that changed the medium: measure the allocation
+        when it is due (provisioning.THRESHOLD_CHECK_INTERVAL_S)."""
+        if self.thin and self._threshold.due(self.clock()):
+            self.check_provisioning_threshold()
+
+    def check_provisioning_threshold(self) -> bool:
+        """Measure now; True (and UA 38/07 to every nexus) when the threshold was just reached."""
+        if not self.thin or not self._threshold.enabled:
+            return False
+        be = self.backend
+        try:
+            used = be.allocated_bytes()
+        except StorageError:
+            return False  # a failed measurement must not fail the write that triggered it
+        if not self._threshold.crossed(used, be.size_bytes):
+            return False
+        self.add_unit_attention(SenseReason.THIN_PROVISIONING_SOFT_THRESHOLD_REACHED)
+        return True

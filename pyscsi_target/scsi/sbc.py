@@ -1,8 +1,9 @@
 """SBC-4 block commands of the data path: READ CAPACITY(10/16), READ and WRITE (6/10/12/16),
 SYNCHRONIZE CACHE(10/16).
 
-READ hands the backend's memoryview straight to the transport (no copy); WRITE passes a
-memoryview slice of exactly the CDB's blocks. Durability follows rules §4.1: FUA=1, or WCE=0
+READ hands the backend's buffer straight to the transport (no copy; with `Task.nowait` only
+data already in memory, else storage.WouldBlock); WRITE passes a memoryview slice of exactly the
+CDB's blocks. Durability follows rules §4.1: FUA=1, or WCE=0
 (write-through), writes with `write_fua`; SYNCHRONIZE CACHE flushes the range.
 """
 
@@ -53,9 +54,28 @@ def read_capacity16(task: Task) -> ScsiResult:
     return ScsiResult(data=bytes(out[:alloc]))
 
 
+#: (LBA, TRANSFER LENGTH) layouts of the 10/12/16-byte READ and WRITE CDBs (SBC-4 §5.15-5.42),
+#: by operation code: one unpack per command (the 6-byte forms go through cdb.lba_and_length)
+_LBA_LENGTH = {
+    **dict.fromkeys((0x28, 0x2A), struct.Struct(">2xIxH")),  # LBA bytes 2-5, length 7-8
+    **dict.fromkeys((0xA8, 0xAA), struct.Struct(">2xII")),  # LBA bytes 2-5, length 6-9
+    **dict.fromkeys((0x88, 0x8A), struct.Struct(">2xQI")),  # LBA bytes 2-9, length 10-13
+}
+
+
+def rw_lba_and_length(cdb: bytes) -> tuple[int, int]:
+    """(LBA, TRANSFER LENGTH in blocks) of a READ/WRITE-style CDB: cdb.lba_and_length, with the
+    data-path opcodes decoded by one precompiled struct."""
+    layout = _LBA_LENGTH.get(cdb[0])
+    if layout is None:
+        return lba_and_length(cdb)
+    lba, nblocks = layout.unpack_from(cdb)
+    return lba, nblocks
+
+
 def _transfer(task: Task, length_byte: int) -> tuple[int, int]:
     """(LBA, blocks) after the range and MAXIMUM TRANSFER LENGTH checks (SBC-4 §4.5, §6.6.4)."""
-    lba, nblocks = lba_and_length(task.cdb)
+    lba, nblocks = rw_lba_and_length(task.cdb)
     be = task.lu.backend
     check_range(lba, nblocks, be.num_blocks)
     if nblocks > max_transfer_blocks(be.block_size):
@@ -72,7 +92,9 @@ def read(task: Task) -> ScsiResult:
     lba, nblocks = _transfer(task, _LENGTH_BYTE[task.spec.cdb_length])
     if nblocks == 0:
         return ScsiResult()
-    return ScsiResult(data=task.lu.backend.read(lba, nblocks))
+    backend = task.lu.backend
+    # on the event loop only from the page cache: WouldBlock sends the command to a thread
+    return ScsiResult(data=backend.read_nowait(lba, nblocks) if task.nowait else backend.read(lba, nblocks))
 
 
 def write(task: Task) -> ScsiResult:
@@ -80,14 +102,14 @@ def write(task: Task) -> ScsiResult:
     size = task.spec.cdb_length
     lba, nblocks = _transfer(task, _LENGTH_BYTE[size])
     lu = task.lu
-    data = task.write_blocks(nblocks, lu.backend.block_size)
-    if not data:
-        return ScsiResult()
-    if (size != 6 and task.cdb[1] & FUA) or not lu.mode.wce:
-        lu.backend.write_fua(lba, data)
-    else:
-        lu.backend.write(lba, data)
-    return ScsiResult()
+    block_size = lu.backend.block_size
+    data = task.write_blocks(nblocks, block_size)
+    if data:
+        if (size != 6 and task.cdb[1] & FUA) or not lu.mode.wce:
+            lu.backend.write_fua(lba, data)
+        else:
+            lu.backend.write(lba, data)
+    return ScsiResult(transfer_length=nblocks * block_size)  # = write_data_length(), for residuals
 
 
 def synchronize_cache(task: Task) -> ScsiResult:
@@ -109,7 +131,7 @@ def synchronize_cache(task: Task) -> ScsiResult:
 
 def write_data_length(cdb: bytes, block_size: int) -> int:
     """Data-Out bytes of a WRITE(6/10/12/16)."""
-    return lba_and_length(cdb)[1] * block_size
+    return rw_lba_and_length(cdb)[1] * block_size
 
 
 def has_fua(cdb: bytes) -> bool:

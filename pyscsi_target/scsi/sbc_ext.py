@@ -125,6 +125,10 @@ def compare_and_write(task: Task) -> ScsiResult:
     if nblocks > MAX_COMPARE_AND_WRITE_BLOCKS:
         raise invalid_cdb(13)
     size = nblocks * be.block_size
+    if nblocks == 0 and task.req.data_out:
+        # zero blocks but Data-Out sent: the NUMBER OF LOGICAL BLOCKS disagrees with the data
+        # (libiscsi's CompareAndWrite.Simple asks for 256 blocks, which the one-byte field makes 0)
+        raise invalid_cdb(13)
     data = task.data_out(2 * size, exact=True)
     if nblocks == 0:
         return ScsiResult()
@@ -160,7 +164,8 @@ def write_same(task: Task) -> ScsiResult:
     if nblocks > MAX_WRITE_SAME_BLOCKS:
         raise invalid_cdb(7 if ten else 10)
     ndob = not ten and bool(cdb[1] & NDOB)
-    block = memoryview(bytes(be.block_size)) if ndob else task.data_out(be.block_size)
+    # exactly one block of Data-Out: more or less is refused (libiscsi WriteSame*.InvalidDataOutSize)
+    block = memoryview(bytes(be.block_size)) if ndob else task.data_out(be.block_size, exact=True)
     if unmap and not np.frombuffer(block, dtype=np.uint8).any():
         be.unmap(lba, nblocks)
     else:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from . import mode, sbc, sbc_ext, spc
-from .cdb import allocation_truncate, lba_and_length, u16, u32
+from . import mode, pr, sanitize, sbc, sbc_ext, sbc_more, spc, xcopy
+from .cdb import allocation_truncate, u16, u32
 from .command import CommandSpec, Handler, Task
 from .lu import LogicalUnit
+from .pr_state import PrAccess
 from .rsoc import supported_opcodes_data
 from .sense import CheckCondition, SenseReason, invalid_cdb
 from .types import ScsiResult
@@ -29,7 +30,7 @@ def _usage(opcode: int, *mask: int) -> bytes:
 
 
 def _large(cdb: bytes) -> bool:
-    return lba_and_length(cdb)[1] >= BLOCKING_TRANSFER_BLOCKS
+    return sbc.rw_lba_and_length(cdb)[1] >= BLOCKING_TRANSFER_BLOCKS
 
 
 def _thin(lu: LogicalUnit) -> bool:
@@ -38,6 +39,20 @@ def _thin(lu: LogicalUnit) -> bool:
 
 def _write_blocking(cdb: bytes) -> bool:
     return sbc.has_fua(cdb) or _large(cdb)
+
+
+# persistent reservation conflict classes (SPC-4 §5.13.1 table 66, SBC-4 §4.17 table 13)
+ALLOWED, READ, SPC2 = PrAccess.ALLOWED, PrAccess.READ, PrAccess.SPC2
+
+
+def _start_stop_access(cdb: bytes) -> PrAccess:
+    """START STOP UNIT: allowed with START=1 and POWER CONDITION 0h, else a conflict."""
+    return ALLOWED if cdb[4] & 0x01 and not cdb[4] & 0xF0 else PrAccess.EXCLUSIVE
+
+
+def _prevent_access(cdb: bytes) -> PrAccess:
+    """PREVENT ALLOW MEDIUM REMOVAL: allowed with PREVENT=0, else a conflict."""
+    return PrAccess.EXCLUSIVE if cdb[4] & 0x03 else ALLOWED
 
 
 def _spec(
@@ -57,30 +72,32 @@ _FF8 = (0xFF,) * 8
 
 SPECS: list[CommandSpec] = [
     # ---- SPC-4 --------------------------------------------------------------------------
-    _spec(0x00, "TEST UNIT READY", spc.test_unit_ready, (0, 0, 0, 0, 0)),
+    _spec(0x00, "TEST UNIT READY", spc.test_unit_ready, (0, 0, 0, 0, 0), pr_access=ALLOWED),
     _spec(0x03, "REQUEST SENSE", spc.request_sense, (0x01, 0, 0, 0xFF, 0),
-          ua_exempt=True, any_lun=True, conflicts=False),
+          ua_exempt=True, any_lun=True, conflicts=False, pr_access=ALLOWED),
     _spec(0x12, "INQUIRY", spc.inquiry, (0x01, 0xFF, 0xFF, 0xFF, 0),
-          ua_exempt=True, any_lun=True, conflicts=False),
+          ua_exempt=True, any_lun=True, conflicts=False, pr_access=ALLOWED),
     _spec(0xA0, "REPORT LUNS", spc.report_luns, (0, 0xFF, 0, 0, 0, *_FF4, 0, 0),
-          ua_exempt=True, any_lun=True, conflicts=False),
+          ua_exempt=True, any_lun=True, conflicts=False, pr_access=ALLOWED),
     _spec(0x1A, "MODE SENSE(6)", mode.mode_sense6, (0x08, 0xFF, 0xFF, 0xFF, 0)),
     _spec(0x5A, "MODE SENSE(10)", mode.mode_sense10, (0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0)),
     _spec(0x15, "MODE SELECT(6)", mode.mode_select6, (0x11, 0, 0, 0xFF, 0),
           data_out=lambda cdb, bs: cdb[4]),
     _spec(0x55, "MODE SELECT(10)", mode.mode_select10, (0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0),
           data_out=lambda cdb, bs: u16(cdb, 7)),
-    _spec(0x16, "RESERVE(6)", spc.reserve, (0, 0, 0, 0, 0)),
-    _spec(0x17, "RELEASE(6)", spc.release, (0, 0, 0, 0, 0), conflicts=False),
-    _spec(0x56, "RESERVE(10)", spc.reserve, (0,) * 9),
-    _spec(0x57, "RELEASE(10)", spc.release, (0,) * 9, conflicts=False),
+    _spec(0x16, "RESERVE(6)", spc.reserve, (0, 0, 0, 0, 0), pr_access=SPC2),
+    _spec(0x17, "RELEASE(6)", spc.release, (0, 0, 0, 0, 0), conflicts=False, pr_access=SPC2),
+    _spec(0x56, "RESERVE(10)", spc.reserve, (0,) * 9, pr_access=SPC2),
+    _spec(0x57, "RELEASE(10)", spc.release, (0,) * 9, conflicts=False, pr_access=SPC2),
     # ---- SBC-4: capacity and data path --------------------------------------------------
-    _spec(0x25, "READ CAPACITY(10)", sbc.read_capacity10, (0, *_FF4, 0, 0, 0x01, 0)),
-    _spec(0x9E, "READ CAPACITY(16)", sbc.read_capacity16, (0x1F, *_FF8, *_FF4, 0x01, 0), sa=0x10),
-    _spec(0x08, "READ(6)", sbc.read, (0x1F, 0xFF, 0xFF, 0xFF, 0), blocking=_large),
-    _spec(0x28, "READ(10)", sbc.read, (_RW_FLAGS, *_FF4, _GROUP, 0xFF, 0xFF, 0), blocking=_large),
-    _spec(0xA8, "READ(12)", sbc.read, (_RW_FLAGS, *_FF4, *_FF4, _GROUP, 0), blocking=_large),
-    _spec(0x88, "READ(16)", sbc.read, (_RW_FLAGS, *_FF8, *_FF4, _GROUP, 0), blocking=_large),
+    _spec(0x25, "READ CAPACITY(10)", sbc.read_capacity10, (0, *_FF4, 0, 0, 0x01, 0), pr_access=ALLOWED),
+    _spec(0x9E, "READ CAPACITY(16)", sbc.read_capacity16, (0x1F, *_FF8, *_FF4, 0x01, 0), sa=0x10,
+          pr_access=ALLOWED),
+    _spec(0x08, "READ(6)", sbc.read, (0x1F, 0xFF, 0xFF, 0xFF, 0), blocking=_large, pr_access=READ),
+    _spec(0x28, "READ(10)", sbc.read, (_RW_FLAGS, *_FF4, _GROUP, 0xFF, 0xFF, 0), blocking=_large,
+          pr_access=READ),
+    _spec(0xA8, "READ(12)", sbc.read, (_RW_FLAGS, *_FF4, *_FF4, _GROUP, 0), blocking=_large, pr_access=READ),
+    _spec(0x88, "READ(16)", sbc.read, (_RW_FLAGS, *_FF8, *_FF4, _GROUP, 0), blocking=_large, pr_access=READ),
     _spec(0x0A, "WRITE(6)", sbc.write, (0x1F, 0xFF, 0xFF, 0xFF, 0),
           blocking=_large, data_out=sbc.write_data_length, writes=True),
     _spec(0x2A, "WRITE(10)", sbc.write, (0x1A, *_FF4, _GROUP, 0xFF, 0xFF, 0),
@@ -93,15 +110,17 @@ SPECS: list[CommandSpec] = [
           blocking=True),
     _spec(0x91, "SYNCHRONIZE CACHE(16)", sbc.synchronize_cache, (0x06, *_FF8, *_FF4, _GROUP, 0),
           blocking=True),
-    _spec(0x1B, "START STOP UNIT", spc.start_stop_unit, (0x01, 0, 0x0F, 0xF7, 0)),
-    _spec(0x1E, "PREVENT ALLOW MEDIUM REMOVAL", spc.prevent_allow, (0, 0, 0, 0x03, 0)),
+    _spec(0x1B, "START STOP UNIT", spc.start_stop_unit, (0x01, 0, 0x0F, 0xF7, 0),
+          pr_access=_start_stop_access),
+    _spec(0x1E, "PREVENT ALLOW MEDIUM REMOVAL", spc.prevent_allow, (0, 0, 0, 0x03, 0),
+          pr_access=_prevent_access),
     # ---- SBC-4: verify, compare, provisioning -------------------------------------------
     _spec(0x2F, "VERIFY(10)", sbc_ext.verify, (_VERIFY, *_FF4, _GROUP, 0xFF, 0xFF, 0),
-          blocking=True, data_out=sbc_ext.verify_data_length),
+          blocking=True, data_out=sbc_ext.verify_data_length, pr_access=READ),
     _spec(0xAF, "VERIFY(12)", sbc_ext.verify, (_VERIFY, *_FF4, *_FF4, _GROUP, 0),
-          blocking=True, data_out=sbc_ext.verify_data_length),
+          blocking=True, data_out=sbc_ext.verify_data_length, pr_access=READ),
     _spec(0x8F, "VERIFY(16)", sbc_ext.verify, (_VERIFY, *_FF8, *_FF4, _GROUP, 0),
-          blocking=True, data_out=sbc_ext.verify_data_length),
+          blocking=True, data_out=sbc_ext.verify_data_length, pr_access=READ),
     _spec(0x2E, "WRITE AND VERIFY(10)", sbc_ext.write_and_verify, (_VERIFY, *_FF4, _GROUP, 0xFF, 0xFF, 0),
           blocking=True, data_out=sbc.write_data_length, writes=True),
     _spec(0xAE, "WRITE AND VERIFY(12)", sbc_ext.write_and_verify, (_VERIFY, *_FF4, *_FF4, _GROUP, 0),
@@ -116,9 +135,58 @@ SPECS: list[CommandSpec] = [
           blocking=True, data_out=sbc_ext.write_same_data_length, writes=True),
     _spec(0x42, "UNMAP", sbc_ext.unmap, (0, 0, 0, 0, 0, _GROUP, 0xFF, 0xFF, 0),
           blocking=True, data_out=lambda cdb, bs: u16(cdb, 7), writes=True, available=_thin),
-    _spec(0x9E, "GET LBA STATUS", sbc_ext.get_lba_status, (0x1F, *_FF8, *_FF4, 0, 0), sa=0x12),
-    _spec(0x34, "PRE-FETCH(10)", sbc_ext.prefetch, (0x02, *_FF4, _GROUP, 0xFF, 0xFF, 0)),
-    _spec(0x90, "PRE-FETCH(16)", sbc_ext.prefetch, (0x02, *_FF8, *_FF4, _GROUP, 0)),
+    _spec(0x9E, "GET LBA STATUS", sbc_ext.get_lba_status, (0x1F, *_FF8, *_FF4, 0, 0), sa=0x12,
+          pr_access=READ),
+    _spec(0x34, "PRE-FETCH(10)", sbc_ext.prefetch, (0x02, *_FF4, _GROUP, 0xFF, 0xFF, 0), pr_access=READ),
+    _spec(0x90, "PRE-FETCH(16)", sbc_ext.prefetch, (0x02, *_FF8, *_FF4, _GROUP, 0), pr_access=READ),
+    _spec(0x8B, "ORWRITE(16)", sbc_more.orwrite, (0x1A, *_FF8, *_FF4, _GROUP, 0),
+          blocking=True, data_out=sbc_more.orwrite_data_length, writes=True),
+    _spec(0x9C, "WRITE ATOMIC(16)", sbc_more.write_atomic16, (0x18, *_FF8, 0, 0, 0xFF, 0xFF, _GROUP, 0),
+          blocking=True, data_out=sbc_more.write_atomic_data_length, writes=True),
+    _spec(0x37, "READ DEFECT DATA(10)", sbc_more.read_defect_data10, (0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0)),
+    _spec(0xB7, "READ DEFECT DATA(12)", sbc_more.read_defect_data12, (0x1F, *_FF4, *_FF4, 0, 0)),
+    # ---- SANITIZE (SBC-4 §5.30): IMMED and ZNR refused by the mask; no CRYPTOGRAPHIC ERASE row ----
+    *(
+        _spec(0x48, f"SANITIZE ({name})", sanitize.sanitize, (0x3F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0), sa=sa,
+              blocking=True, data_out=sanitize.sanitize_data_length, writes=writes, available=available)
+        for sa, name, writes, available in (
+            (sanitize.OVERWRITE, "OVERWRITE", True, None),
+            (sanitize.BLOCK_ERASE, "BLOCK ERASE", True, _thin),
+            (sanitize.EXIT_FAILURE_MODE, "EXIT FAILURE MODE", False, None),
+        )
+    ),
+    # ---- persistent reservations (SPC-4 §6.16, §6.17) ----------------------------------------
+    *(
+        _spec(0x5E, f"PERSISTENT RESERVE IN ({name})", handler, (0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0), sa=sa,
+              pr_access=ALLOWED)
+        for sa, name, handler in (
+            (0x00, "READ KEYS", pr.read_keys),
+            (0x01, "READ RESERVATION", pr.read_reservation),
+            (0x02, "REPORT CAPABILITIES", pr.report_capabilities),
+            (0x03, "READ FULL STATUS", pr.read_full_status),
+        )
+    ),
+    *(
+        _spec(0x5F, f"PERSISTENT RESERVE OUT ({name})", pr.persistent_reserve_out,
+              (0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0), sa=sa, blocking=True,
+              data_out=pr.prout_data_length, pr_access=ALLOWED)
+        for sa, name in (
+            (pr.REGISTER, "REGISTER"),
+            (pr.RESERVE, "RESERVE"),
+            (pr.RELEASE, "RELEASE"),
+            (pr.CLEAR, "CLEAR"),
+            (pr.PREEMPT, "PREEMPT"),
+            (pr.PREEMPT_AND_ABORT, "PREEMPT AND ABORT"),
+            (pr.REGISTER_AND_IGNORE, "REGISTER AND IGNORE EXISTING KEY"),
+        )
+    ),
+    # ---- third-party copy (SPC-4 §6.4, §6.18) ------------------------------------------------
+    _spec(0x83, "EXTENDED COPY(LID1)", xcopy.extended_copy, (0x1F, *(0,) * 8, *_FF4, 0, 0), sa=0x00,
+          blocking=True, data_out=xcopy.extended_copy_data_length),
+    _spec(0x84, "RECEIVE COPY RESULTS (COPY STATUS)", xcopy.copy_status, (0x1F, 0xFF, *(0,) * 7, *_FF4, 0, 0),
+          sa=0x00),
+    _spec(0x84, "RECEIVE COPY RESULTS (OPERATING PARAMETERS)", xcopy.operating_parameters,
+          (0x1F, 0xFF, *(0,) * 7, *_FF4, 0, 0), sa=0x03),
 ]
 
 

@@ -36,14 +36,27 @@ OPTIMAL_TRANSFER_BYTES = 1 << 20
 MAX_UNMAP_BLOCKS = 1 << 20
 #: MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT (descriptors per UNMAP command)
 MAX_UNMAP_DESCRIPTORS = 256
-#: MAXIMUM WRITE SAME LENGTH in blocks
-MAX_WRITE_SAME_BLOCKS = 1 << 20
+#: MAXIMUM WRITE SAME LENGTH in blocks: 65535 like LIO, bounding one WRITE SAME to 32 MiB of
+#: 512-byte or 256 MiB of 4 KiB blocks (libiscsi's WriteSame16.Unmap then skips its 65536-block
+#: step, which also WRITEs 65536 blocks regardless of MAXIMUM TRANSFER LENGTH)
+MAX_WRITE_SAME_BLOCKS = 0xFFFF
 #: MAXIMUM COMPARE AND WRITE LENGTH in blocks (SBC-4 §5.3)
 MAX_COMPARE_AND_WRITE_BLOCKS = 1
+#: MAXIMUM ATOMIC TRANSFER LENGTH (SBC-4 §6.6.4): a WRITE ATOMIC may be as large as any write
+#: (it is one backend call under lu.lock); the CDB's TRANSFER LENGTH field is 16 bits
+MAX_ATOMIC_TRANSFER_BYTES = MAX_TRANSFER_BYTES
+ATOMIC_TRANSFER_LENGTH_FIELD_MAX = 0xFFFF
+#: VPD B1h WABEREQ 01b: a read of a block erased by SANITIZE BLOCK ERASE completes with GOOD
+#: (it reads zeroes: LBPRZ); reported only where BLOCK ERASE exists (thin LUs)
+WABEREQ_READ_GOOD = 0x40
 
 
 def max_transfer_blocks(block_size: int) -> int:
     return max(1, MAX_TRANSFER_BYTES // block_size)
+
+
+def max_atomic_transfer_blocks(block_size: int) -> int:
+    return min(ATOMIC_TRANSFER_LENGTH_FIELD_MAX, max(1, MAX_ATOMIC_TRANSFER_BYTES // block_size))
 
 
 def _ascii(text: str, width: int) -> bytes:
@@ -60,6 +73,7 @@ def standard_inquiry(lu: LogicalUnit) -> bytes:
     out[2] = VERSION_SPC4
     out[3] = 0x10 | 0x02  # HISUP=1, RESPONSE DATA FORMAT=2
     out[4] = STANDARD_INQUIRY_LEN - 5  # ADDITIONAL LENGTH
+    out[5] = 0x08  # 3PC: EXTENDED COPY (LID1) is supported (SPC-4 §6.6.2)
     out[7] = 0x02  # CMDQUE: full task management model
     out[8:16] = _ascii(ident.vendor, 8)
     out[16:32] = _ascii(ident.product, 16)
@@ -149,13 +163,18 @@ def block_limits(lu: LogicalUnit, nexus: Nexus) -> bytes:
         struct.pack_into(">II", body, 16, MAX_UNMAP_BLOCKS, MAX_UNMAP_DESCRIPTORS)
         struct.pack_into(">I", body, 24, pb)  # OPTIMAL UNMAP GRANULARITY
     struct.pack_into(">Q", body, 32, MAX_WRITE_SAME_BLOCKS)
+    # MAXIMUM ATOMIC TRANSFER LENGTH; ATOMIC ALIGNMENT, ATOMIC TRANSFER LENGTH GRANULARITY and
+    # the atomic boundary fields stay 0: no restriction, no boundaries (SBC-4 §6.6.4)
+    struct.pack_into(">I", body, 40, max_atomic_transfer_blocks(bs))
     return _page(0xB0, bytes(body))
 
 
 def block_device_characteristics(lu: LogicalUnit, nexus: Nexus) -> bytes:
-    """0xB1 BLOCK DEVICE CHARACTERISTICS (SBC-4 §6.6.2): MEDIUM ROTATION RATE."""
+    """0xB1 BLOCK DEVICE CHARACTERISTICS (SBC-4 §6.6.2): MEDIUM ROTATION RATE, WABEREQ."""
     body = bytearray(0x3C)
     struct.pack_into(">H", body, 0, lu.identity.rpm & 0xFFFF)
+    if lu.thin:
+        body[3] = WABEREQ_READ_GOOD  # WACEREQ 00b: no CRYPTOGRAPHIC ERASE
     return _page(0xB1, bytes(body))
 
 

@@ -273,23 +273,16 @@ class ConnectionHandler:
     def _command(self, ev: ScsiCommand) -> None:
         luns = self.service.lun_map(self.target_id) if self.target_id is not None else {}
         assert self.nexus is not None
-        req = ScsiRequest(
-            cdb=bytes(ev.cdb),
-            lun=ev.lun,
-            nexus=self.nexus,
-            data_out=ev.data,
-            expected_in=ev.expected_length if ev.read else 0,
-            expected_length=ev.expected_length,
-            task_tag=ev.itt,
-            task_attr=ev.attr,
-        )
-        # given the LU, is_blocking() also counts every write while WCE=0 (each one syncs)
-        if self._nursery is not None and scsi.is_blocking(req.cdb, luns.get(req.lun)):
-            self._start_blocking(req, luns)
-            return
+        length = ev.expected_length
+        # positional (cdb, lun, nexus, data_out, expected_in, expected_length, task_tag,
+        # task_attr): keyword arguments cost ~0.3 us more per command
+        req = ScsiRequest(ev.cdb, ev.lun, self.nexus, ev.data, length if ev.read else 0, length, ev.itt,
+                          ev.attr)
         try:
             res = scsi.execute(req, luns, nowait=self._nursery is not None)
-        except WouldBlock:  # a READ of data not in the page cache: it waits in a worker thread
+        except WouldBlock:
+            # is_blocking() (flushes, FUA and large transfers, every write while WCE=0) or a READ
+            # of data not in the page cache: it runs (again) in a worker thread
             self._start_blocking(req, luns)
             return
         self.conn.send_scsi_response(req.task_tag, res.status, res.data, res.sense, res.transfer_length)
@@ -312,6 +305,9 @@ class ConnectionHandler:
                 self._idle.set()
         # after a Logout Request or terminate() (reinstatement, target deletion, shutdown) the
         # session's tasks are ended, and ended tasks are not answered (RFC 7143 §6.5)
+        preempted = res.extra.get("preempted")
+        if preempted:
+            self.service.abort_preempted(preempted, req.lun, self)  # type: ignore[arg-type]
         if self._logout_itt is None and not self._cancel.cancel_called:
             self.conn.send_scsi_response(req.task_tag, res.status, res.data, res.sense, res.transfer_length)
             await self.flush()

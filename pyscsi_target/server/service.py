@@ -30,6 +30,7 @@ from ..scsi.sense import SenseReason
 from .admission import Admission
 from .connection import ConnectionHandler, tune_socket
 from .extents import LiveExtent, identity_of, open_extent
+from .prstore import PrStore
 from .sessions import SessionRegistry
 
 log = logging.getLogger("pyscsi_target.service")
@@ -82,11 +83,15 @@ class TargetService:
     """Implements `model.TargetControl`."""
 
     def __init__(self, store: ConfigStore | None, *,
-                 extent_opener: Callable[[Extent], LiveExtent] = open_extent) -> None:
+                 extent_opener: Callable[[Extent], LiveExtent] = open_extent,
+                 pr_store: PrStore | None = None) -> None:
         """`extent_opener` (blocking, run in a worker thread) turns a model Extent into a live one;
         tests pass one that builds backends with fault-injection hooks (FileBackend `flush_fn`)."""
         self.store = store
         self._extent_opener = extent_opener
+        if pr_store is None and store is not None:
+            pr_store = PrStore(store.path.parent)
+        self.pr_store = pr_store
         self.config = Config()
         self.extents: dict[int, LiveExtent] = {}
         self.listeners: dict[Address, Listener] = {}
@@ -252,6 +257,8 @@ class TargetService:
             else:
                 live.extent = ext
                 live.lu.identity = identity_of(ext)
+        for live in opened.values():
+            self._attach_lu_hooks(live)
         self.extents.update(opened)
         self.config = new
         self._portal_of = dict(want)
@@ -276,6 +283,41 @@ class TargetService:
             self._limiters.pop(id(live.lu), None)
             if self._nursery is not None:
                 self._nursery.start_soon(trio.to_thread.run_sync, _flush_and_close, live)
+
+    def _attach_lu_hooks(self, live: LiveExtent) -> None:
+        """Persistent reservations that survive restarts, and EXTENDED COPY between LUs."""
+        lu = live.lu
+        lu.copy_resolver = self._lu_by_designator
+        store, naa = self.pr_store, live.extent.naa
+        if store is None or not naa:
+            return
+        try:
+            saved = store.load(naa)
+            if saved is not None:
+                lu.load_pr_state(saved)
+        except (OSError, ValueError) as exc:
+            log.error("extent %r: ignoring unreadable persistent reservations: %s", live.extent.name, exc)
+        lu.on_pr_change = lambda state: store.save(naa, state)
+
+    def abort_preempted(self, preempted: list[tuple[str, str | None]], lun: int,
+                        issuer: ConnectionHandler) -> None:
+        """PREEMPT AND ABORT (SPC-4 §5.13.11.2.5): the preempted I_T nexuses' tasks on that LU are
+        aborted; commands still waiting for data or for an earlier CmdSN are dropped unanswered."""
+        for h in list(self.handlers):
+            if h is issuer or h.nexus is None:
+                continue
+            for initiator_port, target_port in preempted:
+                if h.nexus.initiator_port.lower() == initiator_port.lower() and (
+                    target_port is None or h.nexus.target_port.lower() == target_port.lower()
+                ):
+                    h.conn.abort_tasks(lun)
+                    break
+
+    def _lu_by_designator(self, designator: bytes) -> LogicalUnit | None:
+        for live in self.extents.values():
+            if live.lu.identity.naa_bytes() == designator:
+                return live.lu
+        return None
 
     def _build_lun_maps(self, cfg: Config) -> dict[int, dict[int, LogicalUnit]]:
         maps: dict[int, dict[int, LogicalUnit]] = {}

@@ -48,6 +48,12 @@ class BackendClosed(StorageError):
     """An operation on a backend after `close()`."""
 
 
+class WouldBlock(Exception):
+    """`read_nowait()`: the data is not in memory, reading it means waiting for the medium.
+    Not a StorageError (it is no failure and has no sense data): the caller retries with
+    `read()` where waiting is acceptable (a worker thread)."""
+
+
 class Backend(ABC):
     """One extent's storage."""
 
@@ -62,6 +68,12 @@ class Backend(ABC):
     def read(self, lba: int, nblocks: int) -> memoryview:
         """Return the data. May be a view into the backing mapping (valid until the next write/resize
         of those blocks): callers send it or copy it, they never keep it."""
+
+    def read_nowait(self, lba: int, nblocks: int) -> memoryview:
+        """`read()` if it can be served from memory without waiting for the medium, else raise
+        WouldBlock (an event loop's fast path; docs/performance.md). Default: `read()`, for
+        backends that never wait."""
+        return self.read(lba, nblocks)
 
     @abstractmethod
     def write(self, lba: int, data: Buffer) -> None:
@@ -104,6 +116,13 @@ class Backend(ABC):
         The range is checked when called (not when first iterated)."""
         self._check(lba, nblocks)
         return iter([(lba, nblocks, True)] if nblocks else [])
+
+    def allocated_bytes(self) -> int:
+        """Bytes of the extent held by allocated (mapped) blocks, for the thin-provisioning
+        threshold. Default: the mapped runs of `allocation()` over the whole extent (a fully
+        provisioned backend reports its whole size); a backend may answer more cheaply."""
+        mapped = sum(n for _, n, is_mapped in self.allocation(0, self.num_blocks) if is_mapped)
+        return mapped * self.block_size
 
     @property
     def supports_unmap(self) -> bool:

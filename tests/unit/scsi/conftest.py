@@ -7,7 +7,7 @@ import pytest
 from pyscsi_target.scsi import LogicalUnit
 from pyscsi_target.storage import MemoryBackend
 
-from .util import identity
+from .util import identity, make_lu
 
 NUM_BLOCKS = 1024
 BLOCK_SIZE = 512
@@ -20,9 +20,9 @@ def backend() -> MemoryBackend:
 
 @pytest.fixture
 def lu(backend: MemoryBackend) -> LogicalUnit:
-    return LogicalUnit(backend, identity())
+    return make_lu(backend, identity())
 
 
 @pytest.fixture
 def thin_lu(backend: MemoryBackend) -> LogicalUnit:
-    return LogicalUnit(backend, identity(thin=True))
+    return make_lu(backend, identity(thin=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyscsi_target.scsi import LogicalUnit, SenseReason, data_out_length, is_blocking
+from pyscsi_target.scsi import LogicalUnit, Nexus, SenseReason, data_out_length, is_blocking
 from pyscsi_target.scsi.types import CHECK_CONDITION, GOOD, RESERVATION_CONFLICT
 from pyscsi_target.storage.base import (
     FlushFailed,
@@ -16,7 +16,7 @@ from pyscsi_target.storage.base import (
     StorageError,
 )
 
-from .util import NEXUS, OTHER, SparseBackend, cdb10, cdb16, field_pointer, good, identity, run, sense_of
+from .util import NEXUS, OTHER, SparseBackend, cdb10, cdb16, field_pointer, good, identity, make_lu, run, sense_of
 
 TUR = bytes(6)
 INQUIRY = bytes([0x12, 0, 0, 0, 96, 0])
@@ -106,25 +106,35 @@ def test_request_sense_descriptor_format_and_allocation_length(lu: LogicalUnit) 
     assert len(good(lu, bytes([0x03, 0, 0, 0, 4, 0]))) == 4
 
 
-def test_lu_reset_gives_other_nexuses_bus_device_reset(lu: LogicalUnit) -> None:
-    good(lu, TUR, nexus=NEXUS)
-    good(lu, TUR, nexus=OTHER)
+def test_lu_reset_gives_every_nexus_a_reset_unit_attention(lu: LogicalUnit) -> None:
+    """SAM-5 §6.3.3: the nexus that asked for the reset sees it too (MultipathIO.Reset)."""
     lu.reset(NEXUS)
+    assert sense_of(run(lu, TUR, nexus=NEXUS)) == (0x06, 0x29, 0x00)
+    assert sense_of(run(lu, TUR, nexus=OTHER)) == (0x06, 0x29, 0x00)
     good(lu, TUR, nexus=NEXUS)
-    assert sense_of(run(lu, TUR, nexus=OTHER)) == (0x06, 0x29, 0x03)
-
-
-def test_nexus_first_seen_after_the_event_has_no_unit_attention(lu: LogicalUnit) -> None:
-    good(lu, TUR, nexus=NEXUS)
-    lu.capacity_changed()
     good(lu, TUR, nexus=OTHER)
+
+
+def test_new_nexus_gets_power_on_reset_first_then_only_later_events(lu: LogicalUnit) -> None:
+    lu.capacity_changed()
+    newcomer = Nexus("iqn.1993-08.org.debian:01:cc,i,0x00023d000003", NEXUS.target_port)
+    good(lu, INQUIRY, nexus=newcomer)  # INQUIRY does not report it (SAM-5 §5.14)
+    assert sense_of(run(lu, TUR, nexus=newcomer)) == (0x06, 0x29, 0x00)
+    good(lu, TUR, nexus=newcomer)  # the capacity change happened before it existed
     assert sense_of(run(lu, TUR, nexus=NEXUS)) == (0x06, 0x2A, 0x09)
 
 
-def test_nexus_gone_drops_its_unit_attentions(lu: LogicalUnit) -> None:
-    good(lu, TUR)
+def test_power_on_reset_is_what_request_sense_reports_first() -> None:
+    fresh = LogicalUnit(SparseBackend(8), identity())
+    data = good(fresh, REQUEST_SENSE)
+    assert (data[2], data[12], data[13]) == (0x06, 0x29, 0x00)
+    assert good(fresh, REQUEST_SENSE)[2] == 0
+
+
+def test_nexus_gone_drops_its_unit_attentions_and_a_new_login_starts_afresh(lu: LogicalUnit) -> None:
     lu.capacity_changed()
     lu.nexus_gone(NEXUS)
+    assert sense_of(run(lu, TUR)) == (0x06, 0x29, 0x00)
     good(lu, TUR)
 
 
@@ -165,10 +175,12 @@ def test_reservation_released_by_nexus_loss_and_reset(lu: LogicalUnit) -> None:
     good(lu, RESERVE6, nexus=NEXUS)
     lu.nexus_gone(NEXUS)
     good(lu, TUR, nexus=OTHER)
+    assert sense_of(run(lu, TUR, nexus=NEXUS)) == (0x06, 0x29, 0x00)  # a new login of NEXUS
     good(lu, RESERVE6, nexus=OTHER)
     lu.reset(None)
-    assert sense_of(run(lu, TUR, nexus=OTHER)) == (0x06, 0x29, 0x03)
-    good(lu, TUR, nexus=NEXUS)
+    assert sense_of(run(lu, TUR, nexus=OTHER)) == (0x06, 0x29, 0x00)
+    assert sense_of(run(lu, TUR, nexus=NEXUS)) == (0x06, 0x29, 0x00)
+    good(lu, RESERVE6, nexus=NEXUS)  # the reset released OTHER's reservation
 
 
 def test_third_party_reserve10_is_refused(lu: LogicalUnit) -> None:
@@ -180,8 +192,8 @@ def test_third_party_reserve10_is_refused(lu: LogicalUnit) -> None:
 
 def test_write_to_read_only_lu_is_data_protect() -> None:
     for lu in (
-        LogicalUnit(SparseBackend(64), identity(read_only=True)),
-        LogicalUnit(SparseBackend(64, read_only=True), identity()),
+        make_lu(SparseBackend(64), identity(read_only=True)),
+        make_lu(SparseBackend(64, read_only=True), identity()),
     ):
         res = run(lu, cdb10(0x2A, 0, 1), data=bytes(512))
         assert sense_of(res) == (0x07, 0x27, 0x00)
@@ -216,7 +228,7 @@ def test_storage_errors_map_to_sense(
 ) -> None:
     backend = SparseBackend(64)
     backend.fail[op] = exc
-    res = run(LogicalUnit(backend, identity()), cdb, data=bytes(512))
+    res = run(make_lu(backend, identity()), cdb, data=bytes(512))
     assert res.status == CHECK_CONDITION
     assert sense_of(res) == expected
 

@@ -9,7 +9,7 @@ import pytest
 from pyscsi_target.scsi import LogicalUnit
 from pyscsi_target.storage import MemoryBackend
 
-from .util import NAA, NEXUS, SERIAL, TARGET_PORT, SparseBackend, field_pointer, good, identity, run, sense_of
+from .util import NAA, NEXUS, SERIAL, TARGET_PORT, SparseBackend, field_pointer, good, identity, make_lu, run, sense_of
 
 
 def inquiry(evpd: int = 0, page: int = 0, alloc: int = 255) -> bytes:
@@ -19,7 +19,7 @@ def inquiry(evpd: int = 0, page: int = 0, alloc: int = 255) -> bytes:
 def test_standard_inquiry_golden_header(lu: LogicalUnit) -> None:
     data = good(lu, inquiry())
     assert len(data) == 96
-    assert data[:8] == bytes([0x00, 0x00, 0x06, 0x12, 91, 0x00, 0x00, 0x02])
+    assert data[:8] == bytes([0x00, 0x00, 0x06, 0x12, 91, 0x08, 0x00, 0x02])  # 3PC: EXTENDED COPY
     assert data[8:16] == b"PYSCSI  "
     assert data[16:32] == b"iSCSI Disk      "
     assert data[32:36] == b"0100"
@@ -30,7 +30,7 @@ def test_standard_inquiry_golden_header(lu: LogicalUnit) -> None:
 
 
 def test_standard_inquiry_sanitises_identity_text() -> None:
-    lu = LogicalUnit(MemoryBackend(8), identity(vendor="Vendor\x01LongName", product="é"))
+    lu = make_lu(MemoryBackend(8), identity(vendor="Vendor\x01LongName", product="é"))
     data = good(lu, inquiry())
     assert data[8:16] == b"Vendor L"
     assert data[16:32] == b" ".ljust(16)
@@ -95,16 +95,16 @@ def test_device_identification(lu: LogicalUnit) -> None:
 
 
 def test_device_identification_xen_mode_does_not_pad_the_serial() -> None:
-    lu = LogicalUnit(MemoryBackend(8), identity(xen=True))
+    lu = make_lu(MemoryBackend(8), identity(xen=True))
     t10 = designators(good(lu, inquiry(1, 0x83, alloc=1024)))[1]
     assert t10[2] == b"PYSCSI  iSCSI Disk      " + SERIAL.encode()
 
 
 def test_device_identification_short_and_bad_naa() -> None:
-    short = LogicalUnit(MemoryBackend(8), identity())
+    short = make_lu(MemoryBackend(8), identity())
     short.identity.naa = "0x3822690834aae6c5"
     assert designators(good(short, inquiry(1, 0x83, alloc=1024)))[0][2] == bytes.fromhex("3822690834aae6c5")
-    bad = LogicalUnit(MemoryBackend(8), identity())
+    bad = make_lu(MemoryBackend(8), identity())
     bad.identity.naa = "not-hex"
     first = designators(good(bad, inquiry(1, 0x83, alloc=1024)))[0]
     assert first[1] == 0x01  # the T10 vendor ID comes first: no made-up NAA designator
@@ -127,7 +127,7 @@ def test_block_limits_thin(thin_lu: LogicalUnit) -> None:
 
 def test_block_device_characteristics_rotation_rate() -> None:
     for rpm in (0, 1, 7200):
-        lu = LogicalUnit(MemoryBackend(8), identity(rpm=rpm))
+        lu = make_lu(MemoryBackend(8), identity(rpm=rpm))
         page = good(lu, inquiry(1, 0xB1))
         assert page[:4] == bytes([0, 0xB1, 0, 0x3C])
         assert struct.unpack(">H", page[4:6])[0] == rpm
@@ -139,7 +139,7 @@ def test_logical_block_provisioning(lu: LogicalUnit, thin_lu: LogicalUnit) -> No
 
 
 def test_thin_needs_a_backend_that_deallocates() -> None:
-    lu = LogicalUnit(SparseBackend(8), identity(thin=True))  # supports_unmap is False
+    lu = make_lu(SparseBackend(8), identity(thin=True))  # supports_unmap is False
     assert good(lu, inquiry(1, 0xB2))[5] == 0
 
 

@@ -10,7 +10,7 @@ from pyscsi_target.scsi import LogicalUnit
 from pyscsi_target.storage import MemoryBackend
 
 from .conftest import BLOCK_SIZE, NUM_BLOCKS
-from .util import OTHER, cdb10, field_pointer, good, identity, run, sense_of
+from .util import OTHER, cdb10, field_pointer, good, identity, make_lu, run, sense_of
 
 INVALID_FIELD = (0x05, 0x24, 0x00)
 INVALID_PARAM = (0x05, 0x26, 0x00)
@@ -45,7 +45,7 @@ def test_mode_sense6_single_pages_match_all_pages(lu: LogicalUnit) -> None:
 
 
 def test_mode_sense_write_protect_bit() -> None:
-    lu = LogicalUnit(MemoryBackend(8), identity(read_only=True))
+    lu = make_lu(MemoryBackend(8), identity(read_only=True))
     assert good(lu, sense6())[2] == 0x90
     assert good(lu, sense10())[3] == 0x90
 

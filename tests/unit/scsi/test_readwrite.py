@@ -13,7 +13,7 @@ from pyscsi_target.storage import MemoryBackend
 from pyscsi_target.storage.base import FlushFailed
 
 from .conftest import BLOCK_SIZE, NUM_BLOCKS
-from .util import SparseBackend, cdb6, cdb10, cdb12, cdb16, field_pointer, good, identity, run, sense_of
+from .util import SparseBackend, cdb6, cdb10, cdb12, cdb16, field_pointer, good, identity, make_lu, run, sense_of
 
 LBA_OOB = (0x05, 0x21, 0x00)
 INVALID_FIELD = (0x05, 0x24, 0x00)
@@ -49,7 +49,7 @@ def test_read_capacity10(lu: LogicalUnit) -> None:
 
 
 def test_read_capacity10_too_big_and_pmi() -> None:
-    lu = LogicalUnit(SparseBackend(1 << 33, 4096), identity())
+    lu = make_lu(SparseBackend(1 << 33, 4096), identity())
     assert good(lu, bytes([0x25]) + bytes(9)) == struct.pack(">II", 0xFFFFFFFF, 4096)
     assert sense_of(run(lu, bytes([0x25, 0, 0, 0, 0, 1, 0, 0, 0, 0]))) == INVALID_FIELD  # LBA without PMI
     good(lu, bytes([0x25, 0, 0, 0, 0, 1, 0, 0, 1, 0]))
@@ -71,7 +71,7 @@ def test_read_capacity16_thin_exponent_and_allocation_length(thin_lu: LogicalUni
 
 
 def test_read_capacity16_huge() -> None:
-    lu = LogicalUnit(SparseBackend(1 << 40), identity())
+    lu = make_lu(SparseBackend(1 << 40), identity())
     assert struct.unpack(">Q", good(lu, rc16())[:8])[0] == (1 << 40) - 1
 
 
@@ -124,7 +124,7 @@ def test_huge_lba_in_16_byte_cdb(lu: LogicalUnit) -> None:
 
 
 def test_transfer_beyond_maximum_transfer_length_is_invalid() -> None:
-    lu = LogicalUnit(SparseBackend(1 << 20), identity())
+    lu = make_lu(SparseBackend(1 << 20), identity())
     too_many = (8 << 20) // 512 + 1
     res = run(lu, cdb10(0x28, 0, too_many))
     assert sense_of(res) == INVALID_FIELD
@@ -138,7 +138,7 @@ def test_dpo_fua_flags_are_accepted_on_reads(lu: LogicalUnit) -> None:
 
 def test_fua_and_write_through_use_write_fua() -> None:
     backend = SparseBackend(64)
-    lu = LogicalUnit(backend, identity())
+    lu = make_lu(backend, identity())
     good(lu, cdb10(0x2A, 0, 1), data=bytes(512))
     assert backend.fua_writes == 0
     good(lu, cdb10(0x2A, 0, 1, flags=0x08), data=bytes(512))
@@ -181,7 +181,7 @@ def test_write_protect_bits_are_refused(lu: LogicalUnit) -> None:
 
 
 def test_block_size_4096() -> None:
-    lu = LogicalUnit(MemoryBackend(16, 4096), identity())
+    lu = make_lu(MemoryBackend(16, 4096), identity())
     data = bytes(range(256)) * 32
     good(lu, cdb10(0x2A, 15, 1), data=data[:4096])
     assert good(lu, cdb16(0x88, 15, 1)) == data[:4096]
@@ -192,7 +192,7 @@ def test_block_size_4096() -> None:
 
 def test_synchronize_cache_flushes_the_range() -> None:
     backend = SparseBackend(64)
-    lu = LogicalUnit(backend, identity())
+    lu = make_lu(backend, identity())
     good(lu, cdb10(0x35, 0, 0))
     good(lu, cdb10(0x35, 8, 4, flags=0x02))  # IMMED accepted, still flushed before status
     good(lu, cdb16(0x91, 60, 4))
@@ -208,7 +208,7 @@ def test_synchronize_cache_range_check(lu: LogicalUnit) -> None:
 def test_synchronize_cache_failure_is_never_good() -> None:
     backend = SparseBackend(64)
     backend.fail["flush"] = FlushFailed("EIO")
-    lu = LogicalUnit(backend, identity())
+    lu = make_lu(backend, identity())
     for _ in range(2):
         res = run(lu, cdb10(0x35, 0, 0))
         assert res.status == CHECK_CONDITION and sense_of(res) == (0x03, 0x0C, 0x00)

@@ -8,7 +8,7 @@ from pyscsi_target.scsi import LogicalUnit, SenseReason
 from pyscsi_target.scsi.spc import encode_lun
 from pyscsi_target.storage import MemoryBackend
 
-from .util import field_pointer, good, identity, run, sense_of
+from .util import field_pointer, good, identity, make_lu, run, sense_of
 
 
 def report_luns(select: int = 0, alloc: int = 4096) -> bytes:
@@ -16,7 +16,7 @@ def report_luns(select: int = 0, alloc: int = 4096) -> bytes:
 
 
 def luns_of(*numbers: int) -> dict[int, LogicalUnit]:
-    return {n: LogicalUnit(MemoryBackend(8), identity()) for n in numbers}
+    return {n: make_lu(MemoryBackend(8), identity()) for n in numbers}
 
 
 def test_lun_encoding() -> None:

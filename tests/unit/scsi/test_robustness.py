@@ -6,12 +6,12 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyscsi_target.scsi import LogicalUnit, execute
+from pyscsi_target.scsi import execute
 from pyscsi_target.scsi.table import SPECS
 from pyscsi_target.scsi.types import CHECK_CONDITION, GOOD, RESERVATION_CONFLICT, ScsiRequest
 from pyscsi_target.storage import MemoryBackend
 
-from .util import NEXUS, identity
+from .util import NEXUS, identity, make_lu
 
 STATUSES = {GOOD, CHECK_CONDITION, RESERVATION_CONFLICT}
 OPCODES = sorted({s.opcode for s in SPECS})
@@ -25,7 +25,7 @@ cdbs = st.one_of(
 @settings(max_examples=400, deadline=None)
 @given(cdb=cdbs, data=st.one_of(st.none(), st.binary(max_size=2048)), lun=st.integers(0, 2))
 def test_execute_never_raises(cdb: bytes, data: bytes | None, lun: int) -> None:
-    lu = LogicalUnit(MemoryBackend(64), identity(thin=True))
+    lu = make_lu(MemoryBackend(64), identity(thin=True))
     res = execute(ScsiRequest(cdb=cdb, lun=lun, nexus=NEXUS, data_out=data), {0: lu})
     assert res.status in STATUSES
     assert (res.sense is not None) == (res.status == CHECK_CONDITION)

@@ -13,7 +13,7 @@ from pyscsi_target.scsi.types import GOOD
 from pyscsi_target.storage import MemoryBackend
 
 from .conftest import BLOCK_SIZE, NUM_BLOCKS
-from .util import OTHER, SparseBackend, cdb10, cdb12, cdb16, field_pointer, good, identity, run, sense_of
+from .util import OTHER, SparseBackend, cdb10, cdb12, cdb16, field_pointer, good, identity, make_lu, run, sense_of
 
 BS = BLOCK_SIZE
 LBA_OOB = (0x05, 0x21, 0x00)
@@ -82,13 +82,13 @@ def test_verify_data_out_lengths() -> None:
 
 def test_write_and_verify_writes_durably() -> None:
     backend = SparseBackend(64)
-    lu = LogicalUnit(backend, identity())
+    lu = make_lu(backend, identity())
     good(lu, cdb10(0x2E, 1, 2, BYTCHK_ALL), data=b"w" * 1024)
     good(lu, cdb16(0x8E, 3, 1), data=b"x" * 512)
     assert backend.fua_writes == 2
     assert read(lu, 1, 3) == b"w" * 1024 + b"x" * 512
     assert sense_of(run(lu, cdb12(0xAE, 63, 2), data=bytes(1024))) == LBA_OOB
-    ro = LogicalUnit(SparseBackend(8), identity(read_only=True))
+    ro = make_lu(SparseBackend(8), identity(read_only=True))
     assert sense_of(run(ro, cdb10(0x2E, 0, 1), data=bytes(512))) == (0x07, 0x27, 0x00)
 
 
@@ -117,9 +117,15 @@ def test_compare_and_write_limits(lu: LogicalUnit) -> None:
     good(lu, caw(0, 0))
 
 
+def test_compare_and_write_zero_blocks_with_data_is_invalid_field(lu: LogicalUnit) -> None:
+    """libiscsi CompareAndWrite.Simple: 256 blocks in the one-byte field read as 0, 256 KiB sent."""
+    res = run(lu, caw(0, 0), data=bytes(512 * BS))
+    assert sense_of(res) == INVALID_FIELD and field_pointer(res) == (True, 13, None)
+
+
 def test_compare_and_write_fua() -> None:
     backend = SparseBackend(8)
-    lu = LogicalUnit(backend, identity())
+    lu = make_lu(backend, identity())
     good(lu, caw(0, 1, flags=0x08), data=bytes(BS) + b"z" * BS)
     assert backend.fua_writes == 1
 
@@ -147,6 +153,21 @@ def test_write_same_zero_blocks_and_range(lu: LogicalUnit) -> None:
     assert sense_of(run(lu, ws10(0, 1), data=bytes(100))) == (0x05, 0x0E, 0x03)
 
 
+@pytest.mark.parametrize("size", [BS // 2, 2 * BS])
+def test_write_same_needs_exactly_one_block_of_data(thin_lu: LogicalUnit, size: int) -> None:
+    """libiscsi WriteSame10/16.InvalidDataOutSize: too little or too much Data-Out is refused."""
+    for cdb in (ws10(0, 1, flags=0x08), ws16(0, 1, flags=0x08), ws10(0, 1)):
+        assert sense_of(run(thin_lu, cdb, data=bytes(size)))[0] == 0x05
+
+
+def test_maximum_write_same_length(lu: LogicalUnit) -> None:
+    big = make_lu(SparseBackend(1 << 20), identity())
+    page = good(big, bytes([0x12, 0x01, 0xB0, 0x00, 0xFF, 0]))
+    assert struct.unpack(">Q", page[36:44])[0] == 0xFFFF
+    good(big, ws16(0, 0xFFFF), data=bytes(BS))
+    assert field_pointer(run(big, ws16(0, 0x10000), data=bytes(BS))) == (True, 10, None)
+
+
 def test_write_same_unmap_needs_thin(lu: LogicalUnit, thin_lu: LogicalUnit) -> None:
     assert field_pointer(run(lu, ws10(0, 1, 0x08), data=bytes(BS))) == (True, 1, 3)
     backend = thin_lu.backend
@@ -162,7 +183,7 @@ def test_write_same_unmap_needs_thin(lu: LogicalUnit, thin_lu: LogicalUnit) -> N
 
 def test_write_same_anchor_and_read_only(lu: LogicalUnit) -> None:
     assert field_pointer(run(lu, ws16(0, 1, 0x10), data=bytes(BS))) == (True, 1, 4)
-    ro = LogicalUnit(MemoryBackend(8), identity(read_only=True))
+    ro = make_lu(MemoryBackend(8), identity(read_only=True))
     assert sense_of(run(ro, ws10(0, 1), data=bytes(BS))) == (0x07, 0x27, 0x00)
 
 
@@ -247,7 +268,7 @@ def test_start_stop_and_prevent_allow(lu: LogicalUnit) -> None:
     good(lu, prevent)
     lu.nexus_gone(OTHER)  # another nexus leaving changes nothing
     assert sense_of(run(lu, start_stop)) == (0x05, 0x53, 0x02)
-    lu.reset(None)  # a LU reset forgets every PREVENT (and says so: 29/03)
-    assert sense_of(run(lu, bytes(6))) == (0x06, 0x29, 0x03)
+    lu.reset(None)  # a LU reset forgets every PREVENT (and says so: 29/00)
+    assert sense_of(run(lu, bytes(6))) == (0x06, 0x29, 0x00)
     good(lu, start_stop)
     assert field_pointer(run(lu, bytes([0x1E, 0, 0, 0, 0x02, 0]))) == (True, 4, 1)

@@ -19,7 +19,30 @@ SERIAL = "08002724ab5601"
 
 
 def identity(**kw: object) -> LuIdentity:
-    return LuIdentity(serial=SERIAL, naa=NAA, **kw)  # type: ignore[arg-type]
+    kw.setdefault("serial", SERIAL)
+    kw.setdefault("naa", NAA)
+    return LuIdentity(**kw)  # type: ignore[arg-type]
+
+
+def connect(lu: LogicalUnit, *nexuses: Nexus) -> LogicalUnit:
+    """What an initiator does after login (libiscsi's iscsi_full_connect, Linux's scan): TEST
+    UNIT READY until no unit attention is left, which consumes the power-on UA (29/00)."""
+    for nexus in nexuses or (NEXUS, OTHER):
+        for _ in range(MAX_LOGIN_UNIT_ATTENTIONS):
+            if run(lu, bytes(6), nexus=nexus).status == GOOD:
+                break
+        else:
+            raise AssertionError("unit attentions do not clear")
+    return lu
+
+
+def make_lu(backend: Backend, ident: LuIdentity) -> LogicalUnit:
+    """A logical unit that NEXUS and OTHER have logged in to."""
+    return connect(LogicalUnit(backend, ident))
+
+
+#: libiscsi gives up a login after this many unit attentions
+MAX_LOGIN_UNIT_ATTENTIONS = 10
 
 
 def run(

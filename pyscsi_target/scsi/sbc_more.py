@@ -1,0 +1,117 @@
+"""SBC-4 commands that complete the block command set: ORWRITE(16), WRITE ATOMIC(16) and READ
+DEFECT DATA(10/12).
+
+ORWRITE and WRITE ATOMIC take `lu.lock` around their read-modify-write / write, so they are
+atomic with respect to each other, COMPARE AND WRITE and SANITIZE on the LU (SBC-4 §4.29): the
+write is one backend call under that lock. Atomicity across a power loss is the backend's: a
+write-back page cache may persist part of a multi-page write, which is why WRITE ATOMIC with
+FUA=0 and WCE=1 promises only what WRITE does until SYNCHRONIZE CACHE.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from .cdb import allocation_truncate, check_range, u16, u32, u64
+from .command import Task
+from .lu import LogicalUnit
+from .sense import invalid_cdb
+from .types import ScsiResult
+from .vpd import max_atomic_transfer_blocks, max_transfer_blocks
+
+#: FUA bit, byte 1 (SBC-4 §5.10 ORWRITE, §5.48 WRITE ATOMIC)
+FUA = 0x08
+
+
+def _durable_write(lu: LogicalUnit, lba: int, data: memoryview | bytes, fua: bool) -> None:
+    """FUA=1 or WCE=0 (write-through): durable before GOOD (rules §4.1)."""
+    if fua or not lu.mode.wce:
+        lu.backend.write_fua(lba, data)
+    else:
+        lu.backend.write(lba, data)
+
+
+# ---- ORWRITE(16) (SBC-4 §5.10) -----------------------------------------------------------------
+
+
+def orwrite(task: Task) -> ScsiResult:
+    """ORWRITE(16): OR the Data-Out into the blocks (BMOP 000b, the only operation of the
+    16-byte form), as one read-modify-write under `lu.lock`."""
+    cdb = task.cdb
+    lba, nblocks = u64(cdb, 2), u32(cdb, 10)
+    lu = task.lu
+    be = lu.backend
+    check_range(lba, nblocks, be.num_blocks)
+    if nblocks > max_transfer_blocks(be.block_size):
+        raise invalid_cdb(10)
+    data = task.data_out(nblocks * be.block_size)
+    if nblocks == 0:
+        return ScsiResult()
+    with lu.lock:
+        merged = np.frombuffer(be.read(lba, nblocks), dtype=np.uint8) | np.frombuffer(data, dtype=np.uint8)
+        _durable_write(lu, lba, merged.tobytes(), bool(cdb[1] & FUA))
+    return ScsiResult()
+
+
+def orwrite_data_length(cdb: bytes, block_size: int) -> int:
+    return u32(cdb, 10) * block_size
+
+
+# ---- WRITE ATOMIC(16) (SBC-4 §5.48) ------------------------------------------------------------
+
+
+def write_atomic16(task: Task) -> ScsiResult:
+    """WRITE ATOMIC(16): at most MAXIMUM ATOMIC TRANSFER LENGTH blocks, no alignment or
+    granularity restriction (VPD page B0h reports 0 for both), written by one backend call
+    under `lu.lock`. ATOMIC BOUNDARY must be 0 (MAXIMUM ATOMIC BOUNDARY SIZE is 0)."""
+    cdb = task.cdb
+    lba, nblocks = u64(cdb, 2), u16(cdb, 12)
+    lu = task.lu
+    be = lu.backend
+    check_range(lba, nblocks, be.num_blocks)
+    if nblocks > max_atomic_transfer_blocks(be.block_size):
+        raise invalid_cdb(12)
+    data = task.data_out(nblocks * be.block_size)
+    if nblocks == 0:
+        return ScsiResult()
+    with lu.lock:
+        _durable_write(lu, lba, data, bool(cdb[1] & FUA))
+    return ScsiResult()
+
+
+def write_atomic_data_length(cdb: bytes, block_size: int) -> int:
+    return u16(cdb, 12) * block_size
+
+
+# ---- READ DEFECT DATA(10/12) (SBC-4 §5.19, §5.20) ------------------------------------------------
+
+#: DEFECT LIST FORMAT codes defined by SBC-4 (table 46): short block, extended bytes from index,
+#: extended physical sector, long block, bytes from index, physical sector. 110b is vendor
+#: specific (we have none) and 111b reserved: both INVALID FIELD IN CDB.
+DEFECT_LIST_FORMATS = frozenset(range(6))
+REQ_PLIST, REQ_GLIST = 0x10, 0x08
+
+
+def _defect_flags(byte: int, field_byte: int) -> int:
+    """PLISTV/GLISTV echo what was asked for (our lists exist and are empty) with the format."""
+    fmt = byte & 0x07
+    if fmt not in DEFECT_LIST_FORMATS:
+        raise invalid_cdb(field_byte, 2)
+    return byte & (REQ_PLIST | REQ_GLIST | 0x07)
+
+
+def read_defect_data10(task: Task) -> ScsiResult:
+    """READ DEFECT DATA(10): a 4-byte header with DEFECT LIST LENGTH 0: a file has no defects
+    the initiator could act on (the file system remaps them)."""
+    flags = _defect_flags(task.cdb[2], 2)
+    data = struct.pack(">xBH", flags, 0)
+    return ScsiResult(data=allocation_truncate(data, u16(task.cdb, 7)))
+
+
+def read_defect_data12(task: Task) -> ScsiResult:
+    """READ DEFECT DATA(12): an 8-byte header (GENERATION CODE 0, DEFECT LIST LENGTH 0)."""
+    flags = _defect_flags(task.cdb[1], 1)
+    data = struct.pack(">xBHI", flags, 0, 0)
+    return ScsiResult(data=allocation_truncate(data, u32(task.cdb, 6)))
