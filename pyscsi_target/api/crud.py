@@ -3,7 +3,8 @@
 Every write follows the seam (ARCHITECTURE.md, model/control.py): under the write lock, copy the
 snapshot, change the copy, validate it (409 with field errors), `await control.apply(copy)` (409
 when the live target refuses) and answer from the new snapshot. Status codes and bodies are spec
-Part B §B.1.2; PUT and PATCH are both partial updates (§B.1.3); deletes cascade (§B.2.3).
+Part B §B.1.2; PUT and PATCH are both partial updates (§B.1.3); deletes cascade (§B.2.3), except that an
+authorized initiator still used by a target group is not deleted (409, docs/api.md).
 """
 
 from __future__ import annotations
@@ -101,7 +102,10 @@ async def _delete(res: Resource, oid: int) -> Response:
         if oid not in getattr(cfg, res.collection):
             # Removed by a cascade a moment ago: already gone, as asked (spec Part B §B.2.3).
             return empty_response(204 if state.cascaded.recent(res.collection, oid) else 404)
-        removed = edits.delete(cfg, res.collection, oid)
+        try:
+            removed = edits.delete(cfg, res.collection, oid)
+        except edits.InUse as exc:  # an ACL still in use: deleting it would open targets
+            return conflict(exc.errors)
         refused = await state.commit(cfg)
         if refused is not None:
             return refused

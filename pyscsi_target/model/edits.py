@@ -1,7 +1,11 @@
 """Edits that touch more than one object: tag numbering, LUN auto-assignment and cascading deletes.
 
 Stdlib only; every function works on a `Config` copy that the caller then validates and applies.
-The rules are FreeNAS's (spec Part A §2.3, §2.7, §2.8 and §4.1) as adjusted by Part B §B.2.3-B.2.4.
+The rules are FreeNAS's (spec Part A §2.3, §2.7, §2.8 and §4.1) as adjusted by Part B §B.2.3-B.2.4,
+with one deliberate departure: FreeNAS set a target group's initiator group to NULL when that
+authorized initiator was deleted, and NULL means "no restriction", so deleting an ACL opened its
+targets to everyone. We refuse that delete (`InUse`, a 409) while target groups use the ACL
+(target-rules §5.4: access control fails closed).
 """
 
 from __future__ import annotations
@@ -44,6 +48,23 @@ def lowest_free_lun(cfg: Config, target_id: int, mapping_id: int) -> int | None:
     return next((lun for lun in range(LUN_MIN, LUN_MAX + 1) if lun not in used), None)
 
 
+class InUse(Exception):
+    """Deleting the object would silently widen access: answered 409 with these field errors."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+def _refuse_open_acl(cfg: Config, oid: int) -> None:
+    users = sorted(g.id for g in cfg.targetgroups.values() if g.initiatorgroup == oid)
+    if users:
+        ids = ", ".join(str(i) for i in users)
+        raise InUse({"__all__": [
+            f"This authorized initiator is used by target group(s) {ids}: deleting it would open their "
+            "targets to every initiator. Change or delete those target groups first."]})
+
+
 def _drop(cfg: Config, collection: str, ids: list[int], removed: dict[str, list[int]]) -> None:
     items: dict[int, object] = getattr(cfg, collection)
     for oid in ids:
@@ -56,11 +77,16 @@ def delete(cfg: Config, collection: str, oid: int) -> dict[str, list[int]]:
     """Delete one object and what depends on it; returns the other objects removed, by collection.
 
     target -> its target groups and LUN mappings; extent -> its LUN mappings; portal -> its target
-    groups, then portal tags renumbered; initiator group -> target groups lose it (NULL), then
-    initiator tags renumbered; credentials, target groups and mappings cascade nothing (Part A §4.1).
-    Raises KeyError if the object does not exist.
+    groups, then portal tags renumbered; initiator group -> refused (`InUse`) while a target group
+    uses it, else initiator tags renumbered; credentials, target groups and mappings cascade nothing
+    (Part A §4.1). Raises KeyError if the object does not exist.
     """
-    del getattr(cfg, collection)[oid]
+    items: dict[int, object] = getattr(cfg, collection)
+    if oid not in items:
+        raise KeyError(oid)
+    if collection == "initiators":
+        _refuse_open_acl(cfg, oid)
+    del items[oid]
     removed: dict[str, list[int]] = {}
     if collection == "targets":
         _drop(cfg, "mappings", [m.id for m in cfg.mappings.values() if m.target == oid], removed)
@@ -71,8 +97,5 @@ def delete(cfg: Config, collection: str, oid: int) -> dict[str, list[int]]:
         _drop(cfg, "targetgroups", [g.id for g in cfg.targetgroups.values() if g.portalgroup == oid], removed)
         renumber_tags(list(cfg.portals.values()))
     elif collection == "initiators":
-        for group in cfg.targetgroups.values():
-            if group.initiatorgroup == oid:
-                group.initiatorgroup = None
         renumber_tags(list(cfg.initiators.values()))
     return removed

@@ -92,7 +92,8 @@ class ChapAuthenticator:
         return self._state != _START
 
     def requires_auth(self) -> bool:
-        return self.policy.method in (METHOD_CHAP, METHOD_CHAP_MUTUAL)
+        """Every method but "None" needs CHAP: a method we do not know fails closed."""
+        return self.policy.method != METHOD_NONE
 
     def finish_without_keys(self) -> None:
         """The initiator asks to leave the security stage without offering AuthMethod: accepted

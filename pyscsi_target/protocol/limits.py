@@ -77,7 +77,15 @@ MAX_VALUE_LENGTH = 255
 MAX_LONG_VALUE_LENGTH = 8192
 #: bytes; binary length cap of CHAP_C and CHAP_R (RFC 7143 §12.1.3, LIO e4fae2318b5d)
 MAX_CHAP_BINARY_LENGTH = 1024
-#: bytes of the CHAP challenge we send (LIO sends 16 = the MD5 digest size; must be >= 16)
+#: bytes of the CHAP challenge we send (LIO sends 16 = the MD5 digest size; issue #4 and
+#: target-rules §1.1: at least 16 random bytes from `secrets`)
 CHAP_CHALLENGE_LENGTH = 16
+#: Login Requests accepted on one connection before it logs in: a CHAP login needs 4 and the
+#: 64 KiB text cap at 8 KiB per PDU another 8 continuations, so 32 leaves room for any real
+#: initiator and stops a ping-pong of empty requests before authentication (our choice)
+MAX_LOGIN_PDUS = 32
+#: 4-byte words of AHS a Login Request may carry: none (RFC 7143 §11.2.2 defines AHS types only
+#: for SCSI Commands; target-rules §5.2: allocate nothing unbounded before authentication)
+MAX_LOGIN_AHS_WORDS = 0
 #: Data-Out ITTs of recently aborted tasks remembered so their late data is dropped silently
 ABORTED_TAGS_REMEMBERED = 256

@@ -9,7 +9,8 @@ connection sends it and closes). Rules enforced (target-rules §1.3):
 - T=1 with C=1, a reserved or backwards CSG/NSG, a changed ISID/TSIH/CID: 0x0200
 - Version-min above 0x00: 0x0205
 - skipping security (or not finishing CHAP) when the policy needs CHAP: 0x0201
-- C=1: text accumulates and the answer has no data segment; the total is capped
+- C=1: text accumulates and the answer has no data segment; the total is capped, and so is the
+  number of Login Requests (`MAX_LOGIN_PDUS`) before the login completes
 - TargetPortalGroupTag in the first response of a Normal session; our MaxRecvDataSegmentLength
   declared once, in the first operational-stage or final response
 - TSIH from `authority.new_session()` only in the final response (T=1, NSG=3)
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 from .authority import AuthPolicy, LoginAuthority, LoginRefused
 from .chap import CHAP_KEYS, AuthFailed, ChapAuthenticator
-from .limits import DEFAULT_MRDSL, ISCSI_VERSION, MAX_TEXT_SEQUENCE_BYTES, TARGET_MRDSL
+from .limits import DEFAULT_MRDSL, ISCSI_VERSION, MAX_LOGIN_PDUS, MAX_TEXT_SEQUENCE_BYTES, TARGET_MRDSL
 from .negotiation import NegotiationError, Negotiator
 from .pdu import STAGE_FULL_FEATURE, STAGE_OPERATIONAL, STAGE_SECURITY, LoginRequest, LoginResponse
 from .textkeys import TextError, encode_text, parse_text
@@ -79,11 +80,16 @@ class LoginMachine:
         self._declared: dict[str, str] = {}
         self._pending = bytearray()
         self._text_total = 0
+        self._requests = 0
+        self._pending_csg: int | None = None  # CSG of a C=1 sequence before the first full request
         self._mrdsl_declared = False
 
     # ---- entry point ---------------------------------------------------------------------------
 
     def handle(self, req: LoginRequest, data: bytes | bytearray) -> LoginStep:
+        self._requests += 1
+        if self._requests > MAX_LOGIN_PDUS:
+            raise LoginFailed(INITIATOR_ERROR, f"more than {MAX_LOGIN_PDUS} login requests")
         self._check_header(req)
         self._text_total += len(data)
         if self._text_total > MAX_TEXT_SEQUENCE_BYTES:
@@ -103,6 +109,12 @@ class LoginMachine:
         answers = self._answer_keys(pairs, first)
         return self._transit(req, answers)
 
+    def echo_ids(self, req: LoginRequest) -> None:
+        """A Login Request refused before `handle()` (framing): its reject still echoes the ISID
+        and TSIH (RFC 7143 §11.13.3, §11.13.4) unless an earlier request fixed them."""
+        if self._requests == 0:
+            self.isid, self.tsih, self.cid = req.isid, req.tsih, req.cid
+
     def failure_response(self, itt: int, status: tuple[int, int]) -> LoginResponse:
         """A Login reject: T, C, CSG and NSG are reserved (RFC 7143 §11.13.5)."""
         return LoginResponse(version_max=ISCSI_VERSION, version_active=ISCSI_VERSION, isid=self.isid,
@@ -111,6 +123,10 @@ class LoginMachine:
     # ---- checks --------------------------------------------------------------------------------
 
     def _check_header(self, req: LoginRequest) -> None:
+        if self._requests == 1:  # the first request fixes ISID/TSIH/CID; a reject echoes them
+            self.isid, self.tsih, self.cid = req.isid, req.tsih, req.cid
+        elif (req.isid, req.tsih, req.cid) != (self.isid, self.tsih, self.cid):
+            raise LoginFailed(INITIATOR_ERROR, "ISID/TSIH/CID changed during login")
         if req.version_min > ISCSI_VERSION:
             raise LoginFailed(UNSUPPORTED_VERSION, f"Version-min {req.version_min}")
         if req.transit and req.cont:
@@ -119,23 +135,22 @@ class LoginMachine:
             raise LoginFailed(INITIATOR_ERROR, f"CSG {req.csg}")
         if req.transit and (req.nsg not in (STAGE_OPERATIONAL, STAGE_FULL_FEATURE) or req.nsg <= req.csg):
             raise LoginFailed(INITIATOR_ERROR, f"transition {req.csg} -> {req.nsg}")
-        if self.stage is None:
-            self.isid, self.tsih, self.cid = req.isid, req.tsih, req.cid
-            return
-        if req.csg != self.stage:
-            raise LoginFailed(INITIATOR_ERROR, f"CSG {req.csg} in stage {self.stage}")
-        if (req.isid, req.tsih, req.cid) != (self.isid, self.tsih, self.cid):
-            raise LoginFailed(INITIATOR_ERROR, "ISID/TSIH/CID changed during login")
+        # a continued text stays in its stage (RFC 7143 §6.1), and so does every later request
+        stage = self.stage if self.stage is not None else self._pending_csg
+        if stage is not None and req.csg != stage:
+            raise LoginFailed(INITIATOR_ERROR, f"CSG {req.csg} in stage {stage}")
+        self._pending_csg = req.csg if req.cont else None
 
     def _first_request(self, req: LoginRequest, pairs: list[tuple[str, str]]) -> None:
         keys = dict(pairs)
         name = keys.get("InitiatorName", "")
+        target = keys.get("TargetName") or None
+        self.initiator_name, self.target_name = name, target  # known from here on, for the log
         if not name:
             raise LoginFailed(MISSING_PARAMETER, "no InitiatorName")
         session_type = keys.get("SessionType", "Normal")
         if session_type not in _SESSION_TYPES:
-            raise LoginFailed(MISSING_PARAMETER, f"SessionType={session_type}")
-        target = keys.get("TargetName") or None
+            raise LoginFailed(MISSING_PARAMETER, "unknown SessionType")
         if session_type == "Normal" and target is None:
             raise LoginFailed(MISSING_PARAMETER, "no TargetName")
         if session_type == "Normal":
@@ -148,7 +163,7 @@ class LoginMachine:
         self.auth = ChapAuthenticator(policy)
         if req.csg == STAGE_OPERATIONAL and self.auth.requires_auth():
             raise LoginFailed(AUTH_FAILURE, "security stage skipped")  # RFC 7143 §6.3
-        self.initiator_name, self.target_name, self.session_type = name, target, session_type
+        self.session_type = session_type
         self.negotiator = Negotiator(session_type)
         self.stage = req.csg
 

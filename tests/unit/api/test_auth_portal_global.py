@@ -101,10 +101,16 @@ async def test_initiator_tags_are_assigned_and_renumbered(api: Api) -> None:
     grp = await b.group(api, 1, 1, iscsi_target_initiatorgroup=2)
     ignored = await api.ok("PUT", f"{P}/authorizedinitiator/3/", {"iscsi_target_initiator_tag": 9})
     assert ignored["iscsi_target_initiator_tag"] == 3  # read-only
+    # an ACL in use is not deleted: FreeNAS's NULL would mean "everyone" (docs/api.md, issue #4)
+    assert await api.conflict("DELETE", f"{P}/authorizedinitiator/2/") == {"__all__": [
+        f"This authorized initiator is used by target group(s) {grp['id']}: deleting it would open their "
+        "targets to every initiator. Change or delete those target groups first."]}
+    assert (await api.ok("GET", f"{P}/targetgroup/{grp['id']}/"))["iscsi_target_initiatorgroup"] == 2
+    await api.ok("PUT", f"{P}/targetgroup/{grp['id']}/", {"iscsi_target_initiatorgroup": 3})
     await api.ok("DELETE", f"{P}/authorizedinitiator/2/", status=204)
     tags = [(i["id"], i["iscsi_target_initiator_tag"]) for i in await api.ok("GET", f"{P}/authorizedinitiator/")]
     assert tags == [(1, 1), (3, 2)]
-    assert (await api.ok("GET", f"{P}/targetgroup/{grp['id']}/"))["iscsi_target_initiatorgroup"] is None
+    assert (await api.ok("GET", f"{P}/targetgroup/{grp['id']}/"))["iscsi_target_initiatorgroup"] == 3
     assert (await b.initiator(api))["iscsi_target_initiator_tag"] == 3
 
 

@@ -157,3 +157,14 @@ def test_unknown_security_keys_are_not_understood() -> None:
     auth = authenticator()
     assert auth.handle([("AuthMethod", "CHAP"), ("SRP_U", "x")]) == [("AuthMethod", "CHAP"),
                                                                       ("SRP_U", "NotUnderstood")]
+
+
+@pytest.mark.parametrize("method", ["Auto", "chap", ""])
+def test_an_unknown_method_requires_chap(method: str) -> None:
+    auth = authenticator(method)
+    assert auth.requires_auth()
+    assert auth.handle([("AuthMethod", "CHAP,None")]) == [("AuthMethod", "CHAP")]
+    with pytest.raises(AuthFailed):
+        authenticator(method).finish_without_keys()
+    with pytest.raises(AuthFailed):
+        authenticator(method).handle([("AuthMethod", "None")])

@@ -17,6 +17,7 @@ from .support import (
     LIBISCSI_OPERATIONAL,
     MUTUAL_TARGET,
     OPEN_ISCSI_OPERATIONAL,
+    OTHER_TARGET,
     PEER_SECRET,
     PEER_USER,
     SECRET_TARGET,
@@ -369,3 +370,130 @@ def test_chap_policy_cannot_be_skipped(first: dict[str, object]) -> None:
 
 def test_chap_keys_in_the_operational_stage_are_an_initiator_error() -> None:
     fail(Initiator().login(first_keys(TARGET, None, CHAP_A="5")), (2, 0))
+
+
+# ---- issue #4: hardening of the login phase ------------------------------------------------------
+
+
+def test_out_of_resources_from_the_authority_is_0x0302_with_the_exact_header() -> None:
+    class Full(FakeAuthority):
+        def new_session(self, initiator_name: str, isid: int, target_name: str | None,
+                        tsih: int) -> int | LoginRefused:
+            return LoginRefused(3, 0x02, "no TSIH left")
+
+    ini = Initiator()
+    ini.cmdsn = 7
+    conn = Connection(Full())
+    events, pdus = exchange(conn, ini, ini.login(first_keys(TARGET, ini) + OPEN_ISCSI_OPERATIONAL, itt=0x55))
+    expect_reject(events, pdus, (3, 2), conn)
+    assert pdus[0].bhs == bytes.fromhex(
+        "23 00 00 00 00 000000" + f"{ini.isid:012x}" + "0000" + "00000055" + "00000000" + "00000000"
+        + "00000007" + f"{7 + 127:08x}" + "0302" + "00" * 10)
+
+
+def test_a_zero_tsih_from_the_authority_is_a_target_error() -> None:
+    class Broken(FakeAuthority):
+        def new_session(self, initiator_name: str, isid: int, target_name: str | None,
+                        tsih: int) -> int | LoginRefused:
+            return 0
+
+    conn = Connection(Broken())
+    ini = Initiator()
+    events, pdus = exchange(conn, ini, ini.login(first_keys(TARGET, ini)))
+    expect_reject(events, pdus, (3, 0), conn)
+
+
+def test_a_reject_before_the_first_request_is_read_echoes_isid_and_tsih() -> None:
+    ini = Initiator(isid=0x40_00_00_00_12_34)
+    conn = Connection(FakeAuthority())
+    events, pdus = exchange(conn, ini, ini.login(first_keys(TARGET, ini), version_min=2, version_max=2, tsih=9))
+    expect_reject(events, pdus, (2, 5), conn)
+    assert (pdus[0].isid, pdus[0].tsih) == (ini.isid, 9)
+
+
+def test_a_login_pdu_with_an_ahs_is_refused() -> None:
+    ini = Initiator()
+    request = bytearray(ini.login(first_keys(TARGET, ini)))
+    request[4] = 2  # TotalAHSLength of 8 bytes
+    request[48:48] = bytes(8)
+    conn = Connection(FakeAuthority())
+    events, pdus = exchange(conn, ini, bytes(request))
+    expect_reject(events, pdus, (2, 0), conn)
+    assert pdus[0].isid == ini.isid
+
+
+def test_an_oversized_non_login_pdu_during_login_is_still_0x020b() -> None:
+    ini = Initiator()
+    conn = Connection(FakeAuthority())
+    events, pdus = exchange(conn, ini, ini.nop_out(itt=3, data=bytes(9000)))
+    expect_reject(events, pdus, (2, 0x0B), conn)
+
+
+def test_login_requests_are_capped() -> None:
+    from pyscsi_target.protocol.limits import MAX_LOGIN_PDUS
+    conn, ini, _ = new()
+    exchange(conn, ini, ini.login(first_keys(TARGET, ini), transit=False, nsg=0))
+    for _ in range(MAX_LOGIN_PDUS - 1):
+        _, (rsp,) = exchange(conn, ini, ini.login([], transit=False, nsg=0))
+        assert rsp.status_class == 0
+    events, pdus = exchange(conn, ini, ini.login([], transit=False, nsg=0))
+    expect_reject(events, pdus, (2, 0), conn)
+
+
+def test_a_continued_text_cannot_change_stage() -> None:
+    conn, ini, _ = new()
+    from tests.initiator import encode_keys
+    text = encode_keys(first_keys(TARGET, ini, AuthMethod="None"))
+    exchange(conn, ini, ini.login(raw=text[:20], cont=True, transit=False, csg=0, nsg=0))
+    events, pdus = exchange(conn, ini, ini.login(raw=text[20:], csg=1, nsg=3))
+    expect_reject(events, pdus, (2, 0), conn)
+
+
+@pytest.mark.parametrize("method", ["Auto", "chap", "Kerberos", ""])
+def test_an_unknown_auth_method_fails_closed(method: str) -> None:
+    class Odd(FakeAuthority):
+        def target_policy(self, target_name: str, initiator_name: str) -> object:
+            from pyscsi_target.protocol.authority import AuthPolicy
+            return AuthPolicy(method=method)
+
+    ini = Initiator()
+    conn = Connection(Odd())  # type: ignore[arg-type]
+    events, pdus = exchange(conn, ini, ini.login(first_keys(TARGET, ini)))  # straight to operational
+    expect_reject(events, pdus, (2, 1), conn)
+
+
+def test_the_receive_buffer_stays_small_until_login() -> None:
+    """target-rules §5.2: bounded memory per connection before authentication."""
+    from pyscsi_target.protocol.framing import LOGIN_RECEIVE_BUFFER_BYTES, RECEIVE_BUFFER_BYTES
+    conn, ini, _ = new()
+    assert len(conn.receive_buffer()) <= LOGIN_RECEIVE_BUFFER_BYTES
+    exchange(conn, ini, ini.login(first_keys(TARGET, ini), transit=False, nsg=0))
+    assert len(conn.receive_buffer()) <= LOGIN_RECEIVE_BUFFER_BYTES
+    exchange(conn, ini, ini.login([]))
+    assert conn.state == "full_feature"
+    assert len(conn.receive_buffer()) > RECEIVE_BUFFER_BYTES // 2
+
+
+def test_failed_logins_are_logged_with_name_and_address_never_keys(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    conn = Connection(FakeAuthority(), peer="192.0.2.9:51000")
+    ini = Initiator()
+    ident, challenge = chap_to_challenge(conn, ini)
+    response = md5(ident, CHAP_SECRET + "!", challenge)
+    exchange(conn, ini, ini.login([("CHAP_N", CHAP_USER), ("CHAP_R", response)], csg=0, nsg=1))
+    (record,) = [r for r in caplog.records if r.name == "pyscsi_target.login"]
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (f"login failed: initiator {ini.name} at 192.0.2.9:51000, target {SECRET_TARGET}:"
+                                   " status 0x0201 (CHAP_N/CHAP_R do not match a credential)")
+    for leaked in (CHAP_SECRET, response, response[2:18], challenge.hex()):
+        assert leaked not in caplog.text
+
+
+def test_a_discovery_session_keeps_the_small_receive_buffer() -> None:
+    from pyscsi_target.protocol.framing import LOGIN_RECEIVE_BUFFER_BYTES
+    conn, ini, _ = new()
+    events, _ = exchange(conn, ini, ini.login([("InitiatorName", ini.name), ("SessionType", "Discovery")]))
+    assert isinstance(events[0], LoginComplete) and conn.state == "full_feature"
+    assert len(conn.receive_buffer()) <= LOGIN_RECEIVE_BUFFER_BYTES
+    _, (rsp,) = exchange(conn, ini, ini.text([("SendTargets", "All")]))
+    assert [v for k, v in rsp.keys if k == "TargetName"] == [TARGET, OTHER_TARGET]

@@ -55,3 +55,37 @@ def test_tracked_sources_are_bounded() -> None:
     for i in range(adm.MAX_SOURCES_TRACKED + 10):
         a.failed(f"src{i}", 0.0)
     assert len(a._failures) == adm.MAX_SOURCES_TRACKED
+
+
+def test_sources_are_ipv4_addresses_and_ipv6_slash_64s() -> None:
+    assert adm.source_key("10.0.0.1") == "10.0.0.1"
+    assert adm.source_key("::ffff:10.0.0.1") == "10.0.0.1"
+    assert adm.source_key("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64"
+    assert adm.source_key("fe80::1%eth0") == "fe80::/64"
+    assert adm.source_key("not an address") == "not an address"
+
+
+def test_an_ipv6_host_cannot_step_through_its_64_to_escape_the_caps() -> None:
+    a = Admission()
+    for i in range(adm.MAX_PRELOGIN_PER_SOURCE):
+        assert a.admit(f"2001:db8::{i + 1:x}")
+    assert not a.admit("2001:db8::ffff:1")
+    assert a.admit("2001:db8:0:1::1")  # another /64
+    for i in range(adm.FAILURES_BEFORE_DELAY):
+        a.failed(f"2001:db8::{i + 100:x}", 0.0)
+    assert a.delay("2001:db8::dead", 0.0) == adm.FIRST_FAILURE_DELAY_S
+    for i in range(adm.MAX_PRELOGIN_PER_SOURCE):
+        a.release(f"2001:db8::{i + 1:x}")
+    assert a.admit("2001:db8::1")
+
+
+def test_a_source_that_keeps_failing_is_not_forgotten_first() -> None:
+    a = Admission()
+    a.failed("192.0.2.1", 0.0)
+    for i in range(adm.MAX_SOURCES_TRACKED - 1):
+        a.failed(f"src{i}", 0.0)
+    for _ in range(adm.FAILURES_BEFORE_DELAY):
+        a.failed("192.0.2.1", 1.0)  # the oldest entry, refreshed
+    a.failed("newcomer", 1.0)  # evicts the least recently failing one, src0
+    assert a.delay("192.0.2.1", 1.0) > 0
+    assert a.delay("src0", 1.0) == 0.0
