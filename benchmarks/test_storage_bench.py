@@ -1,4 +1,5 @@
-"""Micro-benchmarks of the storage data path (pytest-benchmark).
+"""Micro-benchmarks of the storage data path (pytest-benchmark): read/write and the event loop's
+read_nowait/write_nowait, file and device backends.
 
 Outside `testpaths`, so `pytest tests/` never runs them; run them with
 `.venv/bin/pytest benchmarks/test_storage_bench.py`. The extent is pre-filled so reads and writes
@@ -78,3 +79,19 @@ def test_write_1m(benchmark: Callable[..., object], backend: Backend) -> None:
     n = (1 << 20) // BLOCK
     data = b"W" * (1 << 20)
     _bench(benchmark, lambda lba: backend.write(lba, data), _lbas(backend, n))
+
+
+def test_random_read_nowait_4k(benchmark: Callable[..., object], backend: Backend) -> None:
+    """The event loop's read (preadv2 RWF_NOWAIT from the page cache; the extent is hot here)."""
+    _bench(benchmark, lambda lba: backend.read_nowait(lba, 1), _lbas(backend, 1))
+
+
+def test_read_nowait_1m(benchmark: Callable[..., object], backend: Backend) -> None:
+    n = (1 << 20) // BLOCK
+    _bench(benchmark, lambda lba: backend.read_nowait(lba, n), _lbas(backend, n))
+
+
+def test_random_write_nowait_4k(benchmark: Callable[..., object], backend: Backend) -> None:
+    """The event loop's write: pwrite timed by the StallGuard."""
+    data = b"n" * BLOCK
+    _bench(benchmark, lambda lba: backend.write_nowait(lba, data), _lbas(backend, 1))

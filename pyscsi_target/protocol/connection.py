@@ -8,17 +8,41 @@ ordering (tasks.py/session.py), Data-In splitting (responses.py) and Rejects. No
 of `receive_data()`/`next_event()`: every malformed input becomes a Reject, a Login reject
 and/or `ConnectionClosed(error=True)`. `ConnectionClosed` is emitted once; afterwards
 `next_event()` returns NEED_DATA and received bytes are ignored.
+
+A failed login is logged (logger `pyscsi_target.login`, WARNING) with the initiator's name and
+address, the target asked for and the status sent, never a key value: no secret and no CHAP_R
+can reach the log (issue #4).
 """
 
 from __future__ import annotations
 
+import logging
+
 from .authority import LoginAuthority
 from .codec import CodecError, decode_bhs
 from .dataout import WriteCollector
-from .events import NEED_DATA, ConnectionClosed, Event, LoginComplete, LogoutRequested, _NeedData
+from .events import NEED_DATA, ConnectionClosed, Event, LoginComplete, LogoutRequested, ScsiCommand, _NeedData
 from .ffp import FullFeatureHandler
-from .framing import Frame, FrameError, FrameReader, build_pdu
-from .limits import BHS_LENGTH, COMMAND_WINDOW_DEPTH, DEFAULT_MRDSL, RESERVED_TAG, TARGET_MRDSL
+from .framing import (
+    JOIN_BELOW,
+    LOGIN_MIN_FREE,
+    LOGIN_RECEIVE_BUFFER_BYTES,
+    PADDING,
+    Frame,
+    FrameError,
+    FrameReader,
+    build_pdu,
+    frame_pdu,
+)
+from .limits import (
+    BHS_LENGTH,
+    COMMAND_WINDOW_DEPTH,
+    DEFAULT_MRDSL,
+    MAX_LOGIN_AHS_WORDS,
+    MAX_TOTAL_AHS_WORDS,
+    RESERVED_TAG,
+    TARGET_MRDSL,
+)
 from .login import INITIATOR_ERROR, INVALID_DURING_LOGIN, LoginFailed, LoginMachine
 from .negotiation import Negotiator
 from .pdu import (
@@ -32,11 +56,13 @@ from .pdu import (
     TaskMgmtResponse,
     lun_to_int,
 )
-from .responses import plan_response
+from .responses import response_pdus, single_response
 from .session import CommandWindow, StatusCounter
 from .tasks import OrderedDelivery, Slot
 
 Buffer = bytes | bytearray | memoryview
+
+log = logging.getLogger("pyscsi_target.login")
 
 STATE_LOGIN = "login"
 STATE_FULL_FEATURE = "full_feature"
@@ -53,7 +79,10 @@ class Connection:
         self.portal_tpgt = portal_tpgt
         self.peer = peer
         self.local = local
-        self._reader = FrameReader(max_data_segment=DEFAULT_MRDSL)
+        # before login: the RFC 7143 §13.12 default 8192-byte data segment, no AHS at all and a
+        # small receive buffer (target-rules §5.2: bounded memory before authentication)
+        self._reader = FrameReader(max_data_segment=DEFAULT_MRDSL, max_ahs_words=MAX_LOGIN_AHS_WORDS,
+                                   buffer_bytes=LOGIN_RECEIVE_BUFFER_BYTES, min_free=LOGIN_MIN_FREE)
         self._out: list[Buffer] = []
         self._state = STATE_LOGIN
         self._closing = False  # a ConnectionClosed is queued
@@ -94,6 +123,13 @@ class Connection:
         return self._closing or self._closed_emitted
 
     @property
+    def login_initiator_name(self) -> str:
+        """The InitiatorName of the login in progress ("" until its first request is read)."""
+        if self._login is not None:
+            return self._login.initiator_name
+        return self.initiator_name
+
+    @property
     def negotiated(self) -> dict[str, str]:
         return self._negotiator.session_params() if self._state != STATE_LOGIN else {}
 
@@ -113,6 +149,21 @@ class Connection:
             self._eof = True
             return
         self._reader.feed(data)
+
+    def receive_buffer(self) -> memoryview:
+        """The zero-copy form of receive_data(): where the server should recv_into() next (a
+        part of the receive buffer, or the place in a command buffer that the data segment
+        being received belongs to); then report the byte count with `received()`."""
+        return self._reader.receive_buffer()
+
+    def received(self, count: int) -> None:
+        """`count` bytes were received into `receive_buffer()`; 0 means EOF."""
+        if self._closing or self._closed_emitted:
+            return
+        if not count:
+            self._eof = True
+            return
+        self._reader.received(count)
 
     def next_event(self) -> Event | _NeedData:
         events = self._delivery.events
@@ -154,23 +205,43 @@ class Connection:
         if slot is None or self._closed_emitted:
             return
         self._delivery.answer(slot)  # MaxCmdSN re-opens with this response
-        plan = plan_response(itt=itt, lun=slot.raw_lun, edtl=slot.edtl,
-                             is_read=slot.read and not slot.write, status=status, data=data,
-                             sense=sense, transfer_length=transfer_length,
-                             max_segment=self._peer_mrdsl, max_burst=self._max_burst)
-        for pdu, chunk in plan.data_ins:
-            if pdu.status_present:
-                pdu.statsn = self._statsn.take()
-            else:
-                pdu.statsn = 0
-            self._numbers(pdu)
-            self._emit(pdu, chunk)
-        if plan.response is not None:
-            plan.response.statsn = self._statsn.take()
-            self._numbers(plan.response)
-            self._emit(plan.response, plan.response_data)
+        window = self._delivery.window
+        is_read = slot.read and not slot.write
+        if sense is None and not (self._header_digest or self._data_digest):
+            length = len(data)
+            header = single_response(itt, slot.raw_lun, slot.edtl, is_read, status, length, transfer_length,
+                                     min(self._peer_mrdsl, self._max_burst), self._statsn.next,
+                                     window.exp_cmdsn, window.max_cmdsn)
+            if header is not None:  # the common case: one PDU (docs/performance.md)
+                self._statsn.take()
+                if not is_read or not length:
+                    self._out.append(header)
+                elif length & 3 or length < JOIN_BELOW:
+                    self._out.append(b"".join((header, data, PADDING[length & 3])))
+                else:
+                    self._out += (header, data)
+                self.commands += 1
+                self.read_bytes += length if is_read else 0
+                return
+        pdus, sent = response_pdus(itt=itt, lun=slot.raw_lun, edtl=slot.edtl,
+                                   is_read=is_read, status=status, data=data,
+                                   sense=sense, transfer_length=transfer_length,
+                                   max_segment=self._peer_mrdsl, max_burst=self._max_burst,
+                                   statsn=self._statsn.take(), exp_cmdsn=window.exp_cmdsn,
+                                   max_cmdsn=window.max_cmdsn)
+        out = self._out
+        if self._header_digest or self._data_digest:
+            for header, chunk in pdus:
+                out.extend(frame_pdu(header, chunk, self._header_digest, self._data_digest))
+        else:  # lengths are multiples of 4 on the data path; frame_pdu pads the others
+            for header, chunk in pdus:
+                if len(chunk) & 3 or len(chunk) < JOIN_BELOW:
+                    out.extend(frame_pdu(header, chunk, False, False))
+                else:
+                    out.append(header)
+                    out.append(chunk)
         self.commands += 1
-        self.read_bytes += plan.sent_bytes
+        self.read_bytes += sent
 
     def send_tmf_response(self, itt: int, response: int) -> None:
         slot = self._control.pop(itt, None)
@@ -222,6 +293,14 @@ class Connection:
                 if lun is None or lun_to_int(slot.raw_lun) == lun]
         for itt in itts:
             self.abort_task(itt)
+        # aborting a command that held up the CmdSN queue (waiting for its Data-Out) releases
+        # the ready commands behind it as events before they are aborted in turn: drop those
+        aborted = set(itts)
+        events = self._delivery.events
+        if any(isinstance(e, ScsiCommand) and e.itt in aborted for e in events):
+            kept = [e for e in events if not (isinstance(e, ScsiCommand) and e.itt in aborted)]
+            events.clear()
+            events.extend(kept)
         return itts
 
     @property
@@ -258,7 +337,13 @@ class Connection:
     def _frame_error(self, err: FrameError) -> None:
         if self._state == STATE_LOGIN:
             itt = int.from_bytes(err.bhs[16:20], "big")
-            self._login_reject(itt, INITIATOR_ERROR, f"login PDU {err.kind}")
+            if err.bhs[0] & 0x3F != OP_LOGIN_REQUEST:  # whatever its framing: not a login (0x020b)
+                self._login_reject(itt, INVALID_DURING_LOGIN, f"non-login PDU during login ({err.kind})")
+            else:  # data segment over 8192 bytes or an AHS (RFC 7143 §13.12, §11.12)
+                req = decode_bhs(err.bhs)  # a login opcode always decodes
+                if isinstance(req, LoginRequest) and self._login is not None:
+                    self._login.echo_ids(req)
+                self._login_reject(itt, INITIATOR_ERROR, f"login PDU {err.kind}")
             return
         if err.fatal:
             self._close(err.kind, error=True)  # RFC 7143 §7.8: framing lost
@@ -281,7 +366,7 @@ class Connection:
             return
         assert isinstance(req, LoginRequest)
         try:
-            step = machine.handle(req, frame.data)
+            step = machine.handle(req, bytes(frame.data))
         except LoginFailed as exc:
             self._login_reject(itt, (exc.status_class, exc.status_detail), exc.reason, req.cmdsn)
             return
@@ -298,6 +383,9 @@ class Connection:
         assert machine is not None
         if cmdsn is not None:
             self._delivery.window.exp_cmdsn = cmdsn
+        log.warning("login failed: initiator %s at %s, target %s: status 0x%02x%02x (%s)",
+                    machine.initiator_name or "(unknown)", self.peer or "(unknown)",
+                    machine.target_name or "(none)", status[0], status[1], reason)
         self._status_pdu(machine.failure_response(itt, status))
         self._close(f"login failed: {reason}", error=True)
 
@@ -316,6 +404,10 @@ class Connection:
         self._reader.header_digest = self._header_digest
         self._reader.data_digest = self._data_digest
         self._reader.max_data_segment = TARGET_MRDSL
+        self._reader.max_ahs_words = MAX_TOTAL_AHS_WORDS
+        if machine.session_type == "Normal":  # a discovery session only exchanges small Text PDUs:
+            self._reader.enlarge()  # it keeps the pre-login buffer, grown only by what it sends
+        self._reader.placement = self._ffp.placement  # write data straight into command buffers
         self.apply_negotiated()
         info = machine.complete_info()
         self._delivery.events.append(LoginComplete(**info))  # type: ignore[arg-type]

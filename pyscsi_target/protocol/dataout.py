@@ -10,6 +10,13 @@ an unknown TTT or ITT is a Reject 0x09 (the connection stays); a DataSN gap, dat
 R2T or beyond FirstBurstLength is a Reject 0x04 followed by closing the connection: at
 ErrorRecoveryLevel 0 the lost data cannot be asked for again, and dropping the connection fails
 the command at once instead of leaving it to the initiator's timeout (RFC 7143 §7.1.4.1).
+
+Direct placement (framing.py): before a large data segment has arrived, `command_buffer()` and
+`placement()` say where it will go when it is exactly what is expected next (a write command's
+immediate data: the start of a new command buffer; a Data-Out: its offset in the task's buffer).
+The framing layer receives it there, and `start()`/`data_out()` are then told `placed=True` and
+only check and account for it. Anything unexpected gets no destination and takes the normal path
+with its normal error.
 """
 
 from __future__ import annotations
@@ -89,9 +96,39 @@ class WriteCollector:
     def __contains__(self, itt: int) -> bool:
         return itt in self._tasks
 
-    def start(self, cmd: ScsiCommandPdu, immediate: Buffer) -> tuple[WriteTask | None, list[R2TGrant]]:
+    def command_buffer(self, cmd: ScsiCommandPdu) -> memoryview | None:
+        """Where a write command's immediate data should land before it has arrived: the first
+        DataSegmentLength bytes of a new command buffer, if `start()` can accept it."""
+        dsl, limits = cmd.data_segment_length, self.limits
+        if (not cmd.write or not limits.immediate_data or dsl > cmd.edtl or dsl > limits.first_burst
+                or cmd.itt in self._tasks):
+            return None
+        return memoryview(bytearray(cmd.edtl))[:dsl]
+
+    def placement(self, pdu: DataOut) -> memoryview | None:
+        """Where a Data-Out's data should land before it has arrived: its place in the task
+        buffer when it is the next expected PDU of its sequence, else None (normal path)."""
+        offset, end = pdu.buffer_offset, pdu.buffer_offset + pdu.data_segment_length
+        if pdu.ttt == RESERVED_TAG:
+            task = self._tasks.get(pdu.itt)
+            if (task is None or not task.unsolicited_open or pdu.datasn != task.unsolicited_datasn
+                    or offset != task.received or end > task.unsolicited_end):
+                return None
+        else:
+            task = self._grants.get(pdu.ttt)
+            if task is None or task.itt != pdu.itt:
+                return None
+            grant = task.grants[pdu.ttt]
+            if (pdu.datasn != grant.next_datasn or offset != grant.next_offset
+                    or end > grant.offset + grant.length):
+                return None
+        return memoryview(task.buffer)[offset:end]
+
+    def start(self, cmd: ScsiCommandPdu, immediate: Buffer,
+              placed: bool = False) -> tuple[WriteTask | None, list[R2TGrant]]:
         """Check a write command and its immediate data. Returns the task (None when it needs
-        no more data: then the caller uses `immediate` directly) and the R2Ts to send."""
+        no more data: then the caller uses `immediate` directly) and the R2Ts to send.
+        `placed`: `immediate` is the start of the buffer `command_buffer()` gave."""
         limits = self.limits
         imm = len(immediate)
         unsolicited = limits.first_burst if cmd.edtl > limits.first_burst else cmd.edtl
@@ -104,21 +141,28 @@ class WriteCollector:
             raise DataError(REJECT_PROTOCOL_ERROR, "unsolicited Data-Out not allowed")
         if imm == cmd.edtl and not more_unsolicited:
             return None, []
-        task = WriteTask(itt=cmd.itt, lun=cmd.lun, edtl=cmd.edtl, buffer=bytearray(cmd.edtl),
-                         received=imm, unsolicited_open=more_unsolicited, unsolicited_end=unsolicited,
+        if placed:
+            assert isinstance(immediate, memoryview) and isinstance(immediate.obj, bytearray)
+            buffer = immediate.obj
+        else:
+            buffer = bytearray(cmd.edtl)
+            buffer[:imm] = immediate
+        task = WriteTask(itt=cmd.itt, lun=cmd.lun, edtl=cmd.edtl, buffer=buffer, received=imm,
+                         unsolicited_open=more_unsolicited, unsolicited_end=unsolicited,
                          next_r2t_offset=imm)
-        task.buffer[:imm] = immediate
         self._tasks[cmd.itt] = task
         return task, ([] if more_unsolicited else self._grant(task))
 
-    def data_out(self, pdu: DataOut, data: Buffer) -> tuple[WriteTask | None, list[R2TGrant]]:
+    def data_out(self, pdu: DataOut, data: Buffer,
+                 placed: bool = False) -> tuple[WriteTask | None, list[R2TGrant]]:
         """Place one Data-Out. Returns (the task if now complete, new R2Ts to send). Data for a
-        recently aborted task is dropped silently (RFC 7143 §11.5.1)."""
+        recently aborted task is dropped silently (RFC 7143 §11.5.1). `placed`: the data is
+        already where `placement()` said."""
         if pdu.ttt == RESERVED_TAG:
             task = self._tasks.get(pdu.itt)
             if task is None:
                 return self._unknown(pdu.itt, "unsolicited Data-Out for an unknown ITT")
-            self._unsolicited(task, pdu, data)
+            self._unsolicited(task, pdu, data, placed)
             grants = [] if task.unsolicited_open else self._grant(task)
         else:
             task = self._grants.get(pdu.ttt)
@@ -126,7 +170,7 @@ class WriteCollector:
                 return self._unknown(pdu.itt, "Data-Out with an unknown TTT")
             if task.itt != pdu.itt:
                 raise DataError(REJECT_INVALID_FIELD, "Data-Out ITT does not match its TTT")
-            grants = self._solicited(task, pdu, data)
+            grants = self._solicited(task, pdu, data, placed)
         if task.complete:
             del self._tasks[task.itt]
             return task, grants
@@ -154,7 +198,7 @@ class WriteCollector:
             return None, []
         raise DataError(REJECT_INVALID_FIELD, message)
 
-    def _unsolicited(self, task: WriteTask, pdu: DataOut, data: Buffer) -> None:
+    def _unsolicited(self, task: WriteTask, pdu: DataOut, data: Buffer, placed: bool) -> None:
         if not task.unsolicited_open:
             raise DataError(REJECT_PROTOCOL_ERROR, "unsolicited Data-Out not expected")
         if pdu.datasn != task.unsolicited_datasn:
@@ -163,21 +207,23 @@ class WriteCollector:
         if pdu.buffer_offset != task.received or end > task.unsolicited_end:
             raise DataError(REJECT_PROTOCOL_ERROR, "unsolicited data outside FirstBurstLength",
                             fatal=True)
-        task.buffer[pdu.buffer_offset:end] = data
+        if not placed:
+            task.buffer[pdu.buffer_offset:end] = data
         task.received = end
         task.unsolicited_datasn += 1
         if pdu.final:
             task.unsolicited_open = False
             task.next_r2t_offset = end
 
-    def _solicited(self, task: WriteTask, pdu: DataOut, data: Buffer) -> list[R2TGrant]:
+    def _solicited(self, task: WriteTask, pdu: DataOut, data: Buffer, placed: bool) -> list[R2TGrant]:
         grant = task.grants[pdu.ttt]
         if pdu.datasn != grant.next_datasn:
             raise DataError(REJECT_PROTOCOL_ERROR, "DataSN out of order", fatal=True)
         end = pdu.buffer_offset + len(data)
         if pdu.buffer_offset != grant.next_offset or end > grant.offset + grant.length:
             raise DataError(REJECT_PROTOCOL_ERROR, "Data-Out outside its R2T", fatal=True)
-        task.buffer[pdu.buffer_offset:end] = data
+        if not placed:
+            task.buffer[pdu.buffer_offset:end] = data
         task.received += len(data)
         grant.next_offset = end
         grant.next_datasn += 1

@@ -51,6 +51,13 @@ _R2T = struct.Struct(">BBHIQIIIIIIII")
 
 _F = 0x80
 
+#: the precompiled layouts responses.py packs directly (TotalAHSLength 0: the word after the
+#: status byte is the 24-bit DataSegmentLength)
+DATA_IN_STRUCT = _DATA_IN
+SCSI_COMMAND_STRUCT = _SCSI_COMMAND
+SCSI_RESPONSE_STRUCT = _SCSI_RESPONSE
+R2T_STRUCT = _R2T
+
 
 def _lengths(pdu: Pdu) -> int:
     return (pdu.total_ahs_length << 24) | pdu.data_segment_length

@@ -16,9 +16,12 @@ from typing import TYPE_CHECKING, Any
 from .codec import CodecError, decode_bhs
 from .dataout import DataError, R2TGrant, WriteTask
 from .events import LogoutRequested, ScsiCommand, TaskManagement
+from .fastpath import SCSI_COMMAND_STRUCT, decode_data_out, decode_scsi_command
 from .framing import Frame
 from .limits import RESERVED_TAG
 from .pdu import (
+    OP_DATA_OUT,
+    OP_SCSI_COMMAND,
     R2T,
     REJECT_DATA_DIGEST,
     REJECT_INVALID_FIELD,
@@ -56,6 +59,10 @@ class FullFeatureHandler:
         }
 
     def frame(self, frame: Frame) -> None:
+        opcode = frame.bhs[0] & 0x3F
+        if opcode in (OP_SCSI_COMMAND, OP_DATA_OUT):
+            self._data_path(opcode, frame)
+            return
         try:
             pdu = decode_bhs(frame.bhs)
         except CodecError:
@@ -72,6 +79,30 @@ class FullFeatureHandler:
             self.reject_pdu(frame.bhs, REJECT_NOT_SUPPORTED)  # RFC 7143 §4.3 (target-rules §1.4)
             return
         handler(pdu, frame)
+
+    def _data_path(self, opcode: int, frame: Frame) -> None:
+        """SCSI Command and Data-Out, with the checks of frame() in the same order, minus the
+        generic decode: these two opcodes always decode and always have a handler."""
+        if not frame.data_digest_ok:
+            self.reject_pdu(frame.bhs, REJECT_DATA_DIGEST)
+        elif self.c.session_type == "Discovery":
+            self.reject_pdu(frame.bhs, REJECT_NOT_SUPPORTED)
+        elif opcode == OP_SCSI_COMMAND:
+            if not self._common_command(frame):
+                self._scsi_command(decode_scsi_command(frame.bhs), frame)
+        else:
+            self._data_out(decode_data_out(frame.bhs), frame)
+
+    def placement(self, bhs: bytes, ahs: bytes) -> memoryview | None:
+        """framing.Placement: where the large data segment of this PDU should be received."""
+        if self.c.session_type != "Normal":
+            return None
+        opcode = bhs[0] & 0x3F
+        if opcode == OP_DATA_OUT:
+            return self.c._writes.placement(decode_data_out(bhs))
+        if opcode == OP_SCSI_COMMAND:
+            return self.c._writes.command_buffer(decode_scsi_command(bhs))
+        return None
 
     def reject_pdu(self, bhs: bytes, reason_code: int | None) -> None:
         """Reject a PDU (default reason: protocol error) and consume its CmdSN if it has one."""
@@ -101,25 +132,27 @@ class FullFeatureHandler:
         if reason is not None:
             self._refuse(reason, cmd, frame)
             return
-        try:
-            cdb = cmd.cdb + extended_cdb(frame.ahs)
-        except AhsError:
-            self._refuse(REJECT_PROTOCOL_ERROR, cmd, frame)
-            return
+        cdb = cmd.cdb
+        if frame.ahs:
+            try:
+                cdb = cdb + extended_cdb(frame.ahs)
+            except AhsError:
+                self._refuse(REJECT_PROTOCOL_ERROR, cmd, frame)
+                return
         task: WriteTask | None = None
         grants: list[R2TGrant] = []
         if cmd.write:
             try:
-                task, grants = c._writes.start(cmd, frame.data)
+                task, grants = c._writes.start(cmd, frame.data, frame.placed)
             except DataError as exc:
                 self._refuse(exc.reason, cmd, frame)
                 return
         data = frame.data if cmd.write and cmd.edtl and task is None else None
         if data is not None:
             c.written_bytes += len(data)
-        event = ScsiCommand(itt=cmd.itt, lun=lun_to_int(cmd.lun), cdb=bytes(cdb), cmdsn=cmd.cmdsn,
-                            attr=cmd.attr, read=cmd.read, write=cmd.write, expected_length=cmd.edtl,
-                            data=data, immediate=cmd.immediate)
+        event = ScsiCommand(itt=cmd.itt, lun=lun_to_int(cmd.lun), cdb=cdb, cmdsn=cmd.cmdsn, attr=cmd.attr,
+                            read=cmd.read, write=cmd.write, expected_length=cmd.edtl, data=data,
+                            immediate=cmd.immediate)
         slot = Slot(cmd.itt, event, ready=task is None, raw_lun=cmd.lun, edtl=cmd.edtl, read=cmd.read,
                     write=cmd.write)
         c._tasks[cmd.itt] = slot
@@ -128,6 +161,37 @@ class FullFeatureHandler:
             c._delivery.immediate(slot)
         else:
             c._delivery.offer(cmd.cmdsn, slot)
+
+    def _common_command(self, frame: Frame) -> bool:
+        """The data path's command: non-immediate, in the CmdSN window, no AHS, a new ITT, and
+        either reading (or moving no data) or writing all its data as immediate data. Handled
+        here from one struct unpack, without building the PDU object, with exactly the outcome
+        `_scsi_command()` has for it (and its checks); False: anything else, for that one."""
+        b0, b1, _, _, lun, itt, edtl, cmdsn, _, cdb = SCSI_COMMAND_STRUCT.unpack_from(frame.bhs)
+        c = self.c
+        data = frame.data
+        write = bool(b1 & 0x20)
+        if b0 & 0x40 or frame.ahs or itt == RESERVED_TAG or itt in c._tasks:
+            return False
+        if write:  # WriteCollector.start() would need no task: all of it is immediate data
+            limits, length = c._writes.limits, len(data)
+            if not (b1 & 0x80 and length == edtl and length and limits.immediate_data
+                    and length <= limits.first_burst):
+                return False
+        elif data or (edtl and not b1 & 0x40):
+            return False
+        if not c._delivery.window.in_window(cmdsn):
+            return False
+        if write:
+            c.written_bytes += len(data)
+        read = bool(b1 & 0x40)
+        # positional: (itt, lun, cdb, cmdsn, attr, read, write, expected_length, data, immediate)
+        event = ScsiCommand(itt, lun_to_int(lun), cdb, cmdsn, b1 & 0x07, read, write, edtl,
+                            data if write else None, False)
+        slot = Slot(itt, event, True, raw_lun=lun, edtl=edtl, read=read, write=write)
+        c._tasks[itt] = slot
+        c._delivery.offer(cmdsn, slot)
+        return True
 
     def _command_error(self, cmd: ScsiCommandPdu, frame: Frame) -> int | None:
         if cmd.itt == RESERVED_TAG:
@@ -143,7 +207,7 @@ class FullFeatureHandler:
     def _data_out(self, pdu: DataOut, frame: Frame) -> None:
         c = self.c
         try:
-            task, grants = c._writes.data_out(pdu, frame.data)
+            task, grants = c._writes.data_out(pdu, frame.data, frame.placed)
         except DataError as exc:
             c._reject(exc.reason, frame.bhs)
             if exc.fatal:
@@ -191,7 +255,7 @@ class FullFeatureHandler:
                           target_name=c.target_name, authority=c.authority, negotiator=c._negotiator,
                           max_segment=c._peer_mrdsl, new_ttt=c._writes.new_ttt)
         try:
-            response, data = self.text.handle(pdu, frame.data, ctx)
+            response, data = self.text.handle(pdu, bytes(frame.data), ctx)
         except DataError as exc:
             c._reject(exc.reason, frame.bhs)
             return

@@ -16,6 +16,7 @@ from .limits import COMMAND_WINDOW_DEPTH, SERIAL_MODULUS
 
 T = TypeVar("T")
 _MASK = SERIAL_MODULUS - 1
+_HALF = SERIAL_MODULUS // 2
 
 
 def serial_add(a: int, n: int) -> int:
@@ -38,18 +39,23 @@ class CommandWindow(Generic[T]):
 
     @property
     def max_cmdsn(self) -> int:
-        return serial_add(self.exp_cmdsn, self.depth - 1 - self.outstanding)
+        return (self.exp_cmdsn + self.depth - 1 - self.outstanding) & _MASK
 
     def in_window(self, cmdsn: int) -> bool:
         """ExpCmdSN <= cmdsn <= MaxCmdSN in serial arithmetic, and not already held."""
-        span = serial_distance(self.exp_cmdsn, self.max_cmdsn)
-        if span >= SERIAL_MODULUS // 2:  # window closed (MaxCmdSN = ExpCmdSN - 1)
+        span = (self.depth - 1 - self.outstanding) & _MASK  # serial_distance(exp_cmdsn, max_cmdsn)
+        if span >= _HALF:  # window closed (MaxCmdSN = ExpCmdSN - 1)
             return False
-        return serial_distance(self.exp_cmdsn, cmdsn) <= span and cmdsn not in self._held
+        return (cmdsn - self.exp_cmdsn) & _MASK <= span and cmdsn not in self._held
 
     def offer(self, cmdsn: int, item: T) -> list[T] | None:
         """Accept `item` numbered `cmdsn`: returns the items now deliverable in order (possibly
         empty, when it waits for a gap), or None when it must be silently dropped."""
+        if cmdsn == self.exp_cmdsn and not self._held and self.outstanding < self.depth:
+            # the common case, in order with nothing held: what in_window() and the loop do
+            self.exp_cmdsn = (cmdsn + 1) & _MASK
+            self.outstanding += 1
+            return [item]
         if not self.in_window(cmdsn):
             return None
         self._held[cmdsn] = item

@@ -10,7 +10,6 @@ window from the moment it is delivered in order until it is answered (RFC 7143 Â
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .events import Event
@@ -69,7 +68,18 @@ class OrderedDelivery:
             self.window.answered()
         self._drain()
 
-    def _deliver(self, slots: Iterable[Slot]) -> None:
+    def _deliver(self, slots: list[Slot]) -> None:
+        if len(slots) == 1 and not self._queue:  # the common case: one command, nothing waiting
+            slot = slots[0]
+            slot.delivered = True
+            if slot.answered:
+                self.window.answered()
+            elif slot.event is not None:
+                if slot.ready:
+                    self.events.append(slot.event)
+                else:
+                    self._queue.append(slot)
+            return
         for slot in slots:
             slot.delivered = True
             if slot.answered:

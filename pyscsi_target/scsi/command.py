@@ -51,6 +51,10 @@ class CommandSpec:
     #: Unsupported answers INVALID COMMAND OPERATION CODE and is left out of REPORT SUPPORTED
     #: OPERATION CODES.
     available: Callable[[LogicalUnit], bool] | None = None
+    #: the handler honours `Task.nowait` by itself (READ, WRITE: backend read_nowait/write_nowait,
+    #: raising storage.WouldBlock when it would wait), so execute(nowait=True) runs it instead
+    #: of refusing it for being `blocking`
+    nowait: bool = False
     #: the CDB bits outside `usage` (byte 0 excluded) as one big-endian integer: execute() tests
     #: a CDB against it with one AND and only then looks for the offending field
     reserved_bits: int = field(init=False, repr=False, compare=False, default=0)

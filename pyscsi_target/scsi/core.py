@@ -18,6 +18,7 @@ from ..storage.base import FlushFailed, MediumError, NoSpace, OutOfRange, ReadOn
 from .cdb import check_usage
 from .command import CommandSpec, Task
 from .lu import SANITIZE_IDLE, SANITIZE_RUNNING, LogicalUnit
+from .sanitize_job import SanitizeInProgress
 from .sense import CheckCondition, SenseReason, invalid_cdb
 from .table import find, lookup
 from .types import CHECK_CONDITION, GOOD, RESERVATION_CONFLICT, ScsiRequest, ScsiResult
@@ -26,11 +27,13 @@ from .types import CHECK_CONDITION, GOOD, RESERVATION_CONFLICT, ScsiRequest, Scs
 def execute(req: ScsiRequest, luns: Mapping[int, LogicalUnit], *, nowait: bool = False) -> ScsiResult:
     """Execute one command; never raises for anything an initiator can send.
 
-    `nowait` (a caller on an event loop): a command that may block (`is_blocking()`), or a READ
-    whose data is not in memory, raises storage.WouldBlock before anything changed, and the
-    caller runs it again where it may wait (a worker thread). Every check before the handler is
-    free of side effects when it lets a command through, so running it twice is running it once;
-    this also spares the caller a separate `is_blocking()` lookup per command."""
+    `nowait` (a caller on an event loop): a command that may block (`is_blocking()`) raises
+    storage.WouldBlock before anything changed, and the caller runs it again where it may wait
+    (a worker thread); READ and WRITE (`CommandSpec.nowait`) run, whatever their size, unless
+    their data is not in the page cache, the write would go through to the medium (FUA, WCE=0)
+    or recent writes stalled (backend read_nowait/write_nowait). Every check before the handler
+    is free of side effects when it lets a command through, so running it twice is running it
+    once; this also spares the caller a separate `is_blocking()` lookup per command."""
     lu = luns.get(req.lun)
     spec: CommandSpec | None = None
     try:
@@ -43,7 +46,7 @@ def execute(req: ScsiRequest, luns: Mapping[int, LogicalUnit], *, nowait: bool =
         else:
             if lu is not None and spec.writes and lu.write_protected:
                 raise CheckCondition(SenseReason.WRITE_PROTECTED)  # SBC-4 §4.11
-            if nowait and _may_block(spec, req.cdb, lu):
+            if nowait and not spec.nowait and _may_block(spec, req.cdb, lu):
                 raise WouldBlock  # the handler has not run: nothing changed
             result = spec.handler(Task(req, lu, luns, spec, nowait))
             if lu is not None and spec.writes and result.status == GOOD:
@@ -110,7 +113,7 @@ def _sanitize_gate(lu: LogicalUnit, spec: CommandSpec, cdb: bytes) -> None:
     if state == SANITIZE_IDLE or spec.any_lun:
         return
     if state == SANITIZE_RUNNING:
-        raise CheckCondition(SenseReason.SANITIZE_IN_PROGRESS)
+        raise SanitizeInProgress(lu.sanitize_progress())  # with its progress (SPC-4 §4.5.2.4.4)
     if spec.touches_medium(cdb) and spec.opcode != SANITIZE_OPCODE:
         raise CheckCondition(SenseReason.SANITIZE_COMMAND_FAILED)
 

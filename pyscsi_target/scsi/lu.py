@@ -5,13 +5,17 @@ EXTENDED COPY results, the sanitize state and the thin-provisioning threshold.
 A `LogicalUnit` wraps one extent's `Backend`. `execute()` may run in several worker threads at
 once, so every mutation of the state here happens under `_state_lock` (short, never held during
 I/O); `lock` is the separate, longer lock held around commands that must be atomic: COMPARE
-AND WRITE (SBC-4 §5.3), ORWRITE, WRITE ATOMIC and SANITIZE take it, so they are atomic against
-each other (what ATS locking needs); plain WRITEs do not take it. `pr_lock` serializes PERSISTENT
-RESERVE OUT (decide, persist, install); readers use the immutable `pr` snapshot without a lock.
+AND WRITE (SBC-4 §5.3), ORWRITE and WRITE ATOMIC take it, so they are atomic against each other
+(what ATS locking needs); plain WRITEs do not take it. A sanitize operation does not need it: while
+it runs, every command that could touch the medium is refused (SANITIZE IN PROGRESS). `pr_lock`
+serializes PERSISTENT RESERVE OUT (decide, persist, install); readers use the immutable `pr`
+snapshot without a lock.
 
 Server-facing hooks: `on_pr_change` (persist PR state, APTPL), `pr_state()`/`load_pr_state()`
 (plain JSON-able data), `copy_resolver` (find an LU by NAA for EXTENDED COPY beyond the session's
-LUNs), `check_provisioning_threshold()` (housekeeping), `clock` (monotonic seconds).
+LUNs), `check_provisioning_threshold()` (housekeeping), `clock` (monotonic seconds), and
+`run_sanitize()` (blocking: the sanitize operation a SANITIZE command recorded, run by the server
+in a thread of its own; scsi/sanitize_job.py).
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from dataclasses import dataclass, field
 from ..storage.base import Backend, StorageError
 from .pr_state import PrState
 from .provisioning import ThresholdMonitor
-from .sense import SenseReason
-from .types import Nexus
+from .sanitize_job import SanitizeInProgress, SanitizeJob
+from .sense import SenseReason, build_sense
+from .types import CHECK_CONDITION, Nexus, ScsiResult
 
 #: hex digits of an NAA 6 (IEEE Registered Extended) designator, 16 bytes (SPC-4 §7.8.6.6.4):
 #: FreeNAS's "0x6589cfc000000" + 19 hex digits (6 = NAA type, 589cfc = iXsystems' OUI)
@@ -131,6 +136,8 @@ class LogicalUnit:
         #: EXTENDED COPY: find an LU anywhere on the server by its NAA designator (8 or 16 bytes)
         self.copy_resolver: CopyResolver | None = None
         self.sanitize_state = SANITIZE_IDLE
+        #: the sanitize operation running, or the last one (SBC-4 §4.11); see run_sanitize()
+        self.sanitize_job: SanitizeJob | None = None
         self.clock: Callable[[], float] = time.monotonic
         self._threshold = ThresholdMonitor(identity.avail_threshold)
 
@@ -215,7 +222,8 @@ class LogicalUnit:
         path sees one). The condition is POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (29/00),
         the code SAM-5 allows for any reset, rather than the specific 29/03: initiators (libiscsi's
         RESERVE(6) retry among them) treat 29/00 as "a reset happened, carry on". Persistent
-        reservations survive (SPC-4 §5.13.1)."""
+        reservations survive (SPC-4 §5.13.1), and so does a running sanitize operation (SBC-4
+        §4.11.2)."""
         with self._state_lock:
             self.reserved_by = None
             self.prevent.clear()
@@ -300,6 +308,69 @@ class LogicalUnit:
         with self._state_lock:
             state = self._nexuses.get(nexus)
             return state.copies.get(list_id) if state else None
+
+    # ---- sanitize (SBC-4 §4.11) --------------------------------------------------------------
+
+    def start_sanitize(self, job: SanitizeJob) -> None:
+        """Record `job` as the running sanitize operation: from now on SANITIZE IN PROGRESS. Two
+        SANITIZE commands that passed execute()'s gate together: the second one is refused."""
+        with self._state_lock:
+            if self.sanitize_state == SANITIZE_RUNNING:
+                raise SanitizeInProgress(self.sanitize_progress())
+            self.sanitize_job = job
+            self.sanitize_state = SANITIZE_RUNNING
+
+    def run_sanitize(self, sleep: Callable[[float], None] = time.sleep) -> ScsiResult:
+        """Blocking: run the recorded sanitize operation to its end at SANITIZE_BYTES_PER_SECOND,
+        then flush (the sanitized medium is durable before the operation completes). Leaves the
+        LU idle, or in sanitize failure mode when the backend failed (SBC-4 §4.11.4), and returns
+        what an IMMED=0 SANITIZE command answers. Nothing else (resets, aborts, nexus loss) stops
+        it (SBC-4 §4.11.2). `sleep` waits while the operation is ahead of its rate."""
+        job = self.sanitize_job
+        if job is None or job.started:
+            raise RuntimeError("no sanitize operation waits to run")
+        job.started = True
+        try:
+            job.run(self.clock, sleep)
+            self.backend.flush(0, 0)
+        except BaseException as exc:  # StorageError, or worse: either way the medium is not sanitized
+            self._end_sanitize(job, ok=False)
+            if not isinstance(exc, StorageError):
+                raise
+        else:
+            self._end_sanitize(job, ok=True)
+        self.check_provisioning_threshold()
+        assert job.result is not None
+        return job.result
+
+    def _end_sanitize(self, job: SanitizeJob, *, ok: bool) -> None:
+        """Leave SANITIZE IN PROGRESS: idle, or failure mode (AUSE says which way out of it). A
+        failed operation ends an IMMED=0 command with MEDIUM ERROR, SANITIZE COMMAND FAILED."""
+        failed = SANITIZE_FAILED_AUSE if job.ause else SANITIZE_FAILED
+        with self._state_lock:
+            self.sanitize_state = SANITIZE_IDLE if ok else failed
+        if ok:
+            result = ScsiResult(transfer_length=job.transfer_length)
+        else:
+            sense = build_sense(SenseReason.SANITIZE_COMMAND_FAILED, descriptor=self.mode.d_sense)
+            result = ScsiResult(status=CHECK_CONDITION, sense=sense, transfer_length=job.transfer_length)
+        job.end(result)
+
+    def sanitize_progress(self) -> int:
+        """PROGRESS INDICATION of the running sanitize operation (SPC-4 §4.5.2.4.4), 0 if none."""
+        job = self.sanitize_job
+        return job.progress() if job is not None and self.sanitize_state == SANITIZE_RUNNING else 0
+
+    def sanitize_sense(self, descriptor: bool) -> bytes | None:
+        """What REQUEST SENSE reports about sanitize: NOT READY, SANITIZE IN PROGRESS with the
+        progress while one runs (SBC-4 §4.11.2); MEDIUM ERROR, SANITIZE COMMAND FAILED in failure
+        mode (§4.11.4); None otherwise."""
+        state = self.sanitize_state
+        if state == SANITIZE_RUNNING:
+            return SanitizeInProgress(self.sanitize_progress()).sense(descriptor)
+        if state in (SANITIZE_FAILED, SANITIZE_FAILED_AUSE):
+            return build_sense(SenseReason.SANITIZE_COMMAND_FAILED, descriptor=descriptor)
+        return None
 
     # ---- thin-provisioning soft threshold (SBC-4 §4.7.3.7) ----------------------------------
 

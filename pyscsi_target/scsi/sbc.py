@@ -1,9 +1,11 @@
 """SBC-4 block commands of the data path: READ CAPACITY(10/16), READ and WRITE (6/10/12/16),
 SYNCHRONIZE CACHE(10/16).
 
-READ hands the backend's buffer straight to the transport (no copy; with `Task.nowait` only
-data already in memory, else storage.WouldBlock); WRITE passes a memoryview slice of exactly the
-CDB's blocks. Durability follows rules §4.1: FUA=1, or WCE=0
+READ hands the backend's buffer straight to the transport (no copy); WRITE passes a memoryview
+slice of exactly the CDB's blocks. With `Task.nowait` (on the event loop) both only proceed when
+they need not wait for the medium, else they raise storage.WouldBlock before anything changed:
+a READ of data outside the page cache, a synchronous (FUA or WCE=0) WRITE, a WRITE while
+recent writes stalled. Durability follows rules §4.1: FUA=1, or WCE=0
 (write-through), writes with `write_fua`; SYNCHRONIZE CACHE flushes the range.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import struct
 
+from ..storage.base import WouldBlock
 from .cdb import check_range, lba_and_length, u32, u64
 from .command import Task
 from .sense import invalid_cdb
@@ -106,7 +109,11 @@ def write(task: Task) -> ScsiResult:
     data = task.write_blocks(nblocks, block_size)
     if data:
         if (size != 6 and task.cdb[1] & FUA) or not lu.mode.wce:
+            if task.nowait:
+                raise WouldBlock  # a synchronous write: in a worker thread
             lu.backend.write_fua(lba, data)
+        elif task.nowait:
+            lu.backend.write_nowait(lba, data)
         else:
             lu.backend.write(lba, data)
     return ScsiResult(transfer_length=nblocks * block_size)  # = write_data_length(), for residuals

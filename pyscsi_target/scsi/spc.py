@@ -88,8 +88,9 @@ def report_luns(task: Task) -> ScsiResult:
 
 
 def request_sense(task: Task) -> ScsiResult:
-    """Return (and clear) a pending unit attention, else NO SENSE. Autosense means there is no
-    other saved sense to report. On a LUN with no logical unit the parameter data says
+    """Return (and clear) a pending unit attention, else the sanitize state (SANITIZE IN PROGRESS
+    with its progress, or SANITIZE COMMAND FAILED: SBC-4 §4.11), else NO SENSE. Autosense means
+    there is no other saved sense to report. On a LUN with no logical unit the parameter data says
     LOGICAL UNIT NOT SUPPORTED with GOOD status (SPC-4 §6.39.1)."""
     cdb = task.cdb
     descriptor = bool(cdb[1] & 0x01)
@@ -99,6 +100,9 @@ def request_sense(task: Task) -> ScsiResult:
         reason = SenseReason.LOGICAL_UNIT_NOT_SUPPORTED
     else:
         reason = lu.pop_unit_attention(task.req.nexus) or SenseReason.NO_SENSE
+        sanitizing = lu.sanitize_sense(descriptor) if reason is SenseReason.NO_SENSE else None
+        if sanitizing is not None:
+            return ScsiResult(data=allocation_truncate(sanitizing, alloc))
     return ScsiResult(data=allocation_truncate(build_sense(reason, descriptor=descriptor), alloc))
 
 

@@ -16,8 +16,9 @@ from .rsoc import supported_opcodes_data
 from .sense import CheckCondition, SenseReason, invalid_cdb
 from .types import ScsiResult
 
-#: transfers of at least this many blocks go to a worker thread (page faults on a cold mmap,
-#: pwrite of a large buffer): 256 blocks = 128 KiB at 512 B, 1 MiB at 4 KiB
+#: transfers of at least this many blocks may block for long (is_blocking(): cold reads, large
+#: writes); on the event loop READ and WRITE (`nowait=True`) still run when the data is in the
+#: page cache (docs/performance.md): 256 blocks = 128 KiB at 512 B, 1 MiB at 4 KiB
 BLOCKING_TRANSFER_BLOCKS = 256
 
 _RW_FLAGS = 0x1E  # DPO, FUA, RARC (reads) / reserved (writes), FUA_NV: accepted, hints only
@@ -93,19 +94,21 @@ SPECS: list[CommandSpec] = [
     _spec(0x25, "READ CAPACITY(10)", sbc.read_capacity10, (0, *_FF4, 0, 0, 0x01, 0), pr_access=ALLOWED),
     _spec(0x9E, "READ CAPACITY(16)", sbc.read_capacity16, (0x1F, *_FF8, *_FF4, 0x01, 0), sa=0x10,
           pr_access=ALLOWED),
-    _spec(0x08, "READ(6)", sbc.read, (0x1F, 0xFF, 0xFF, 0xFF, 0), blocking=_large, pr_access=READ),
+    _spec(0x08, "READ(6)", sbc.read, (0x1F, 0xFF, 0xFF, 0xFF, 0), blocking=_large, pr_access=READ, nowait=True),
     _spec(0x28, "READ(10)", sbc.read, (_RW_FLAGS, *_FF4, _GROUP, 0xFF, 0xFF, 0), blocking=_large,
-          pr_access=READ),
-    _spec(0xA8, "READ(12)", sbc.read, (_RW_FLAGS, *_FF4, *_FF4, _GROUP, 0), blocking=_large, pr_access=READ),
-    _spec(0x88, "READ(16)", sbc.read, (_RW_FLAGS, *_FF8, *_FF4, _GROUP, 0), blocking=_large, pr_access=READ),
+          pr_access=READ, nowait=True),
+    _spec(0xA8, "READ(12)", sbc.read, (_RW_FLAGS, *_FF4, *_FF4, _GROUP, 0), blocking=_large, pr_access=READ,
+          nowait=True),
+    _spec(0x88, "READ(16)", sbc.read, (_RW_FLAGS, *_FF8, *_FF4, _GROUP, 0), blocking=_large, pr_access=READ,
+          nowait=True),
     _spec(0x0A, "WRITE(6)", sbc.write, (0x1F, 0xFF, 0xFF, 0xFF, 0),
-          blocking=_large, data_out=sbc.write_data_length, writes=True),
+          blocking=_large, data_out=sbc.write_data_length, writes=True, nowait=True),
     _spec(0x2A, "WRITE(10)", sbc.write, (0x1A, *_FF4, _GROUP, 0xFF, 0xFF, 0),
-          blocking=_write_blocking, data_out=sbc.write_data_length, writes=True),
+          blocking=_write_blocking, data_out=sbc.write_data_length, writes=True, nowait=True),
     _spec(0xAA, "WRITE(12)", sbc.write, (0x1A, *_FF4, *_FF4, _GROUP, 0),
-          blocking=_write_blocking, data_out=sbc.write_data_length, writes=True),
+          blocking=_write_blocking, data_out=sbc.write_data_length, writes=True, nowait=True),
     _spec(0x8A, "WRITE(16)", sbc.write, (0x1A, *_FF8, *_FF4, _GROUP, 0),
-          blocking=_write_blocking, data_out=sbc.write_data_length, writes=True),
+          blocking=_write_blocking, data_out=sbc.write_data_length, writes=True, nowait=True),
     _spec(0x35, "SYNCHRONIZE CACHE(10)", sbc.synchronize_cache, (0x06, *_FF4, _GROUP, 0xFF, 0xFF, 0),
           blocking=True),
     _spec(0x91, "SYNCHRONIZE CACHE(16)", sbc.synchronize_cache, (0x06, *_FF8, *_FF4, _GROUP, 0),
@@ -145,9 +148,9 @@ SPECS: list[CommandSpec] = [
           blocking=True, data_out=sbc_more.write_atomic_data_length, writes=True),
     _spec(0x37, "READ DEFECT DATA(10)", sbc_more.read_defect_data10, (0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0)),
     _spec(0xB7, "READ DEFECT DATA(12)", sbc_more.read_defect_data12, (0x1F, *_FF4, *_FF4, 0, 0)),
-    # ---- SANITIZE (SBC-4 §5.30): IMMED and ZNR refused by the mask; no CRYPTOGRAPHIC ERASE row ----
+    # ---- SANITIZE (SBC-4 §5.30): IMMED and AUSE; ZNR refused by the mask; no CRYPTOGRAPHIC ERASE row ----
     *(
-        _spec(0x48, f"SANITIZE ({name})", sanitize.sanitize, (0x3F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0), sa=sa,
+        _spec(0x48, f"SANITIZE ({name})", sanitize.sanitize, (0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0), sa=sa,
               blocking=True, data_out=sanitize.sanitize_data_length, writes=writes, available=available)
         for sa, name, writes, available in (
             (sanitize.OVERWRITE, "OVERWRITE", True, None),

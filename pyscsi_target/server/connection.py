@@ -11,11 +11,14 @@ one receive buffer plus the responses of the commands inside its CmdSN window).
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import outcome
 import trio
 
 from .. import scsi
@@ -30,10 +33,11 @@ from ..protocol.events import (
     TaskManagement,
 )
 from ..protocol.framing import RECEIVE_BUFFER_BYTES
-from ..scsi.types import Nexus, ScsiRequest
+from ..scsi.types import Nexus, ScsiRequest, ScsiResult
 from ..storage import WouldBlock
 from .authority import PortalAuthority
 from .wire import Pacer, SendStalled, recv_into, send_all
+from .workers import WorkerPool
 
 if TYPE_CHECKING:
     from ..model import Portal
@@ -99,6 +103,12 @@ class ConnectionHandler:
         self._running = 0
         self._idle = trio.Event()
         self._idle.set()
+        #: this connection's worker threads (started with the first command that must wait)
+        self._workers: WorkerPool | None = None
+        #: set when worker-thread commands queued responses for the sender task
+        self._flush_wanted = trio.Event()
+        #: the reader is done (EOF, error, cancelled): nothing more is sent
+        self._ended = False
         #: ITT of a Logout Request waiting for the running commands to end
         self._logout_itt: int | None = None
 
@@ -114,7 +124,9 @@ class ConnectionHandler:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     nursery.start_soon(self._login_watchdog)
+                    nursery.start_soon(self._sender)
                     await self._reader()
+                    self._ended = True
                     nursery.cancel_scope.cancel()
         # the nursery wraps what its tasks (and its body) raise in an ExceptionGroup: except*
         except* (OSError, trio.BrokenResourceError, trio.ClosedResourceError, SendStalled) as group:
@@ -122,6 +134,13 @@ class ConnectionHandler:
         except* Exception:
             log.exception("connection %s failed; closing it", self.peer)
         finally:
+            self._ended = True
+            # commands still running in worker threads cannot be interrupted: the connection
+            # (and a session reinstating this one) ends when they have
+            with trio.CancelScope(shield=True):
+                await self._idle.wait()
+            if self._workers is not None:
+                self._workers.close()
             self._cleanup()
             self.sock.close()
             self.closed.set()
@@ -288,23 +307,58 @@ class ConnectionHandler:
         self.conn.send_scsi_response(req.task_tag, res.status, res.data, res.sense, res.transfer_length)
 
     def _start_blocking(self, req: ScsiRequest, luns: dict) -> None:
-        assert self._nursery is not None
+        """Run the command in this connection's worker threads (workers.py: a queue put, not a
+        trio.to_thread call per command); `_blocking_done` gets its result."""
         self._running += 1
         if self._running == 1:
             self._idle = trio.Event()
-        self._nursery.start_soon(self._blocking_command, req, luns)
+        if self._workers is None:
+            self._workers = WorkerPool(name=f"pyscsi-io-{self.peer}")
+        self._workers.submit(scsi.execute, (req, luns), functools.partial(self._blocking_done, req))
 
-    async def _blocking_command(self, req: ScsiRequest, luns: dict) -> None:
+    def _blocking_done(self, req: ScsiRequest, result: outcome.Outcome[ScsiResult]) -> None:
+        """A worker finished `req`. Called in the trio thread outside any task (WorkerPool), where
+        an exception would be a TrioInternalError: whatever fails here ends this connection."""
+        self._running -= 1
+        if not self._running:
+            self._idle.set()
         try:
-            lu = luns.get(req.lun)
-            limiter = self.service.limiter_for(lu)
-            res = await trio.to_thread.run_sync(scsi.execute, req, luns, limiter=limiter)
-        finally:
-            self._running -= 1
-            if not self._running:
-                self._idle.set()
-        # after a Logout Request or terminate() (reinstatement, target deletion, shutdown) the
-        # session's tasks are ended, and ended tasks are not answered (RFC 7143 §6.5)
+            self._blocking_answer(req, result.unwrap())
+        except Exception as exc:  # what a task would have raised into the connection's nursery
+            log.error("connection %s failed; closing it", self.peer, exc_info=exc)
+            self.terminate(f"internal error: {exc!r}")
+
+    def _blocking_answer(self, req: ScsiRequest, res: ScsiResult) -> None:
+        # after a Logout Request, terminate() (reinstatement, target deletion, shutdown) or the
+        # end of the connection the session's tasks are ended, and ended tasks are not answered
+        # (RFC 7143 §6.5); what a command started still happens
+        answer = self._logout_itt is None and not self._cancel.cancel_called and not self._ended
+        start = res.extra.get("start_background")
+        if callable(start):  # SANITIZE: the operation outlives this command, resets, aborts, logout and
+            # this connection (SBC-4 §4.11.2), so it gets a thread of its own; IMMED=0 answers at its end
+            threading.Thread(target=start, name="pyscsi-sanitize", daemon=True).start()
+            wait = res.extra.get("wait_background")
+            if callable(wait):
+                if answer and self._nursery is not None:
+                    self._nursery.start_soon(self._answer_after_background, req, wait)
+                return
+        preempted = res.extra.get("preempted")
+        if preempted:
+            self.service.abort_preempted(preempted, req.lun, self)  # type: ignore[arg-type]
+        if answer:
+            self.conn.send_scsi_response(req.task_tag, res.status, res.data, res.sense, res.transfer_length)
+            self._flush_wanted.set()
+
+    async def _sender(self) -> None:
+        """Sends what worker-thread commands answered while the reader waits for the socket."""
+        while True:
+            await self._flush_wanted.wait()
+            self._flush_wanted = trio.Event()
+            await self.flush()
+
+    async def _answer_after_background(self, req: ScsiRequest, wait: Callable[[], ScsiResult]) -> None:
+        """SANITIZE with IMMED=0: the status comes when the background operation has ended."""
+        res = await trio.to_thread.run_sync(wait, abandon_on_cancel=True)
         preempted = res.extra.get("preempted")
         if preempted:
             self.service.abort_preempted(preempted, req.lun, self)  # type: ignore[arg-type]

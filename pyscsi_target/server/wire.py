@@ -7,7 +7,9 @@ calls (strace, docs/performance.md). Here the syscall is tried first and trio is
 to wait (`wait_readable`/`wait_writable`, both checkpoints); `Pacer` adds an explicit checkpoint
 every `WAKEUPS_PER_CHECKPOINT` reads that did not have to wait, so a connection whose peer
 always has data ready cannot starve the other connections, timers and the API (trio's fairness
-otherwise relies on every operation being a checkpoint).
+otherwise relies on every operation being a checkpoint). A socket that runs dry right after a
+quick answer is polled for SPIN_S before the reader sleeps: that is what a synchronous (QD1)
+initiator's next command does, and catching it awake saves a sleep and a wake-up per command.
 
 The reader owns the fd's read side and a connection's sender (serialized by its send lock) the
 write side; trio's own wrapper stays the owner of the socket (it closes it).
@@ -16,6 +18,7 @@ write side; trio's own wrapper stays the owner of the socket (it closes it).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 
 import trio
@@ -26,6 +29,14 @@ Buffer = bytes | bytearray | memoryview
 SENDMSG_MAX_BUFFERS = 512
 #: a send that makes no progress for this long means the peer stopped reading: close (seconds)
 SEND_STALL_TIMEOUT_S = 60.0
+#: seconds the reader polls a socket that just ran dry before it sleeps in epoll, when the peer
+#: answered quickly last time (a synchronous initiator, QD1): going to sleep and being woken
+#: costs this loop about 20 us of latency per command (docs/performance.md "QD1 latency");
+#: polling costs CPU only while it lasts, and only when no other task is ready to run
+SPIN_S = 40e-6
+#: seconds; the peer counts as quick when its last wait for data was shorter than this (an idle
+#: connection is never polled)
+SPIN_IF_WAITED_BELOW_S = 200e-6
 #: reads served without waiting before the reader yields to the scheduler anyway (fairness
 #: between connections; 16 wake-ups of up to 512 KiB each keep a yield well under 1 ms)
 WAKEUPS_PER_CHECKPOINT = 16
@@ -36,17 +47,30 @@ class SendStalled(Exception):
 
 
 async def recv_into(fd: int, buf: memoryview, pacer: Pacer) -> int:
-    """Read what is there into `buf` (0: EOF); waits only when nothing is."""
+    """Read what is there into `buf` (0: EOF); waits only when nothing is. A peer that answered
+    quickly last time is polled for SPIN_S before the reader sleeps in epoll (Pacer)."""
     try:
         count = os.readv(fd, (buf,))
     except BlockingIOError:
         pacer.waited()
+        if pacer.quick_peer and not trio.lowlevel.current_statistics().tasks_runnable:
+            deadline = time.perf_counter() + SPIN_S
+            while time.perf_counter() < deadline:
+                try:
+                    count = os.readv(fd, (buf,))
+                except BlockingIOError:
+                    continue
+                await pacer.tick()
+                return count
+        started = time.perf_counter()
         while True:
             await trio.lowlevel.wait_readable(fd)
             try:
-                return os.readv(fd, (buf,))
+                count = os.readv(fd, (buf,))
             except BlockingIOError:
                 continue
+            pacer.quick_peer = time.perf_counter() - started < SPIN_IF_WAITED_BELOW_S
+            return count
     await pacer.tick()
     return count
 
@@ -81,10 +105,12 @@ async def _writable(fd: int) -> None:
 
 
 class Pacer:
-    """Counts reads that did not wait and checkpoints every WAKEUPS_PER_CHECKPOINT of them."""
+    """Counts reads that did not wait and checkpoints every WAKEUPS_PER_CHECKPOINT of them;
+    remembers whether the peer's last answer came quickly (`quick_peer`: poll before sleeping)."""
 
     def __init__(self) -> None:
         self._left = WAKEUPS_PER_CHECKPOINT
+        self.quick_peer = False
 
     def waited(self) -> None:
         self._left = WAKEUPS_PER_CHECKPOINT

@@ -1,5 +1,6 @@
-"""Block backends (no SCSI): the `Backend` interface and its errors, the file (mmap), device
-(pread/pwrite) and memory backends, and `open_backend()`, the explicit registry of kinds."""
+"""Block backends (no SCSI): the `Backend` interface and its errors, the file (pread/pwrite, mmap
+for large resident reads and msync), device (pread/pwrite) and memory backends, and
+`open_backend()`, the explicit registry of kinds."""
 
 from .base import (
     Backend,
@@ -12,6 +13,7 @@ from .base import (
     OutOfRange,
     ReadOnly,
     StorageError,
+    WouldBlock,
 )
 from .blockdev import BlockDeviceBackend
 from .file import FileBackend
@@ -33,5 +35,6 @@ __all__ = [
     "OutOfRange",
     "ReadOnly",
     "StorageError",
+    "WouldBlock",
     "open_backend",
 ]

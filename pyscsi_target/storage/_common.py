@@ -5,9 +5,10 @@ Nothing here is part of the public storage API; `base.py` is the interface.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 
-from .base import BackendClosed, BadLength, Buffer, FlushFailed, StorageError
+from .base import BackendClosed, BadLength, Buffer, FlushFailed, StorageError, WouldBlock
 
 #: Smallest logical block size a backend accepts, in bytes (SBC-4 §4.5: 512 is the classic sector).
 MIN_BLOCK_SIZE = 512
@@ -15,6 +16,13 @@ MIN_BLOCK_SIZE = 512
 MAX_BLOCK_SIZE = 1 << 20
 #: Chunk used for zero fills and pattern fills done with write(), in bytes.
 FILL_CHUNK_BYTES = 1 << 20
+
+#: seconds; a write into the page cache that took longer waited for the device (dirty-page
+#: throttling, block allocation): ~20x a 1 MiB pwrite on the development VM (docs/performance.md)
+WRITE_STALL_S = 0.005
+#: seconds during which `write_nowait()` sends writes to worker threads after such a stall,
+#: before writing inline is tried again
+WRITE_BACKOFF_S = 1.0
 
 Run = tuple[int, int, bool]
 
@@ -115,3 +123,28 @@ class ClosedGuard:
     def check(self) -> None:
         if self.closed:
             raise BackendClosed(f"{self._what} is closed")
+
+
+class StallGuard:
+    """`write_nowait()` for backends that write through the page cache, which has no non-blocking
+    write (ext4 answers RWF_NOWAIT buffered writes with EOPNOTSUPP): write inline, but after a
+    write that took longer than WRITE_STALL_S refuse with WouldBlock for WRITE_BACKOFF_S, so
+    that while the device is the bottleneck writes wait in worker threads, not on an event loop.
+    Racy by design between threads: a stale reading only moves one write to the other side."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._until = 0.0
+
+    def check(self) -> None:
+        """WouldBlock while backing off."""
+        if self._until and self._clock() < self._until:
+            raise WouldBlock
+
+    def timed(self, write: Callable[[], None]) -> None:
+        """Run `write`, and start backing off when it stalled."""
+        start = self._clock()
+        write()
+        end = self._clock()
+        if end - start > WRITE_STALL_S:
+            self._until = end + WRITE_BACKOFF_S

@@ -1,5 +1,6 @@
-"""Linux file-system calls the file and device backends share: fallocate (punch hole, reserve) via
-ctypes, and allocation maps from lseek SEEK_DATA / SEEK_HOLE.
+"""Linux file-system calls the file and device backends share: fallocate (punch hole) and mincore
+(page residency) via ctypes, preadv2 RWF_NOWAIT, and allocation maps from lseek SEEK_DATA /
+SEEK_HOLE.
 
 Only the stdlib: `os` has no fallocate with modes, so libc's is called through ctypes.
 """
@@ -9,12 +10,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import mmap
 import os
 from collections.abc import Iterator
 from typing import Any
 
 from ._common import Run, merge_runs
-from .base import NoSpace
 
 # linux/falloc.h (fallocate(2)): deallocate a range, keep the file size.
 FALLOC_FL_KEEP_SIZE = 0x01
@@ -66,28 +67,59 @@ def is_unsupported(err: OSError) -> bool:
     return err.errno in _UNSUPPORTED
 
 
-def reserve(fd: int, offset: int, length: int) -> None:
-    """Make sure the byte range has disk blocks before it is written through a mapping.
-
-    A store into a hole of a shared file mapping allocates at page-fault time; if the file system
-    is full the kernel answers with SIGBUS, which kills a Python process. Allocating first with
-    fallocate(mode 0) turns that into ENOSPC -> NoSpace. Ranges already backed by data cost one
-    lseek(SEEK_HOLE). File systems without fallocate keep the SIGBUS risk (documented in file.py).
-    """
-    if length <= 0:
-        return
+def _load_mincore() -> Any:
     try:
-        if os.lseek(fd, offset, os.SEEK_HOLE) >= offset + length:
-            return
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     except OSError:
-        pass
+        return None
+    func = getattr(libc, "mincore", None)
+    if func is not None:
+        func.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+        func.restype = ctypes.c_int
+    return func
+
+
+_MINCORE = _load_mincore()
+#: bytes of a page (mincore(2) reports per page; its address must be page aligned)
+PAGE_BYTES = mmap.PAGESIZE
+#: mincore(2) sets bit 0 of a page's byte when it is resident; the other bits are reserved
+_RESIDENT_BIT = bytes(b & 1 for b in range(256))
+
+
+def can_tell_residency() -> bool:
+    return _MINCORE is not None
+
+
+def resident(address: int, length: int) -> bool:
+    """True if every page of the mapped range [address, address + length) is in memory
+    (mincore(2); `address` page aligned). Raises OSError where mincore fails."""
+    pages = -(-length // PAGE_BYTES)
+    vec = (ctypes.c_ubyte * pages)()
+    if _MINCORE is None:
+        raise OSError(errno.ENOSYS, "mincore is not available")
+    if _MINCORE(address, length, vec) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return 0 not in bytes(vec).translate(_RESIDENT_BIT)
+
+
+#: preadv2(2) flag (Linux >= 4.14): fail with EAGAIN rather than wait for data that is not in the
+#: page cache; 0 where Python or the platform lacks it
+RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
+
+
+def pread_cached(fd: int, length: int, offset: int) -> bytearray | None:
+    """`length` bytes at `offset` if all of them are in the page cache (one preadv2 RWF_NOWAIT,
+    never waits for the device), None if reading would wait. Raises OSError: EOPNOTSUPP when the
+    file (system) cannot tell, or a real read error."""
+    if not RWF_NOWAIT:
+        raise OSError(errno.EOPNOTSUPP, "RWF_NOWAIT is not available")
+    buf = bytearray(length)
     try:
-        fallocate(fd, 0, offset, length)
-    except OSError as err:
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise NoSpace(f"no space to allocate {length} bytes at offset {offset}") from err
-        if not is_unsupported(err):
-            raise
+        got = os.preadv(fd, (buf,), offset, RWF_NOWAIT)
+    except BlockingIOError:
+        return None
+    return buf if got == length else None  # short: partly cached (or end of file): the slow path
 
 
 def _byte_segments(fd: int, start: int, end: int) -> Iterator[tuple[int, int, bool]]:

@@ -79,6 +79,11 @@ class Backend(ABC):
     def write(self, lba: int, data: Buffer) -> None:
         """Write `len(data)` bytes (a whole number of blocks) at `lba`."""
 
+    def write_nowait(self, lba: int, data: Buffer) -> None:
+        """`write()` if it is expected not to wait for the medium, else raise WouldBlock before
+        writing anything (an event loop's fast path). Default: `write()`."""
+        self.write(lba, data)
+
     @abstractmethod
     def flush(self, lba: int = 0, nblocks: int = 0) -> None:
         """Make every completed write in the range durable (nblocks=0: to the end). Raises FlushFailed."""

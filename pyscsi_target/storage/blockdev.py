@@ -2,7 +2,7 @@
 through positional I/O on a file descriptor.
 
 No mmap: devices may be larger than the address space is comfortable with, and a failing device
-then answers EIO instead of SIGBUS. `read()` returns a fresh buffer (preadv), `write()` is one
+then answers EIO instead of SIGBUS. `read()` returns a fresh buffer (pread), `write()` is one
 pwritev, `flush()` is fdatasync (latched on failure: fsyncgate, target-rules.md §4.1).
 
 UNMAP: on a regular file, punch a hole; on a block device, fallocate(2) PUNCH_HOLE|KEEP_SIZE, which
@@ -24,12 +24,13 @@ from ._common import (
     ClosedGuard,
     FaultLatch,
     Run,
+    StallGuard,
     blocks_in,
     byte_view,
     check_block_size,
     check_pattern,
 )
-from .base import Backend, Buffer, MediumError, NoSpace, OutOfRange, ReadOnly, StorageError
+from .base import Backend, Buffer, MediumError, NoSpace, OutOfRange, ReadOnly, StorageError, WouldBlock
 
 #: Default logical block size, in bytes (SBC-4 §4.5).
 DEFAULT_BLOCK_SIZE = 512
@@ -69,6 +70,8 @@ class BlockDeviceBackend(Backend):
         self._sync_fn = sync_fn
         self._latch = FaultLatch()
         self._closed = ClosedGuard(f"device backend {self.path}")
+        self._nowait = True  # read_nowait() can ask the page cache (until EOPNOTSUPP says no)
+        self._stalls = StallGuard()
         flags = (os.O_RDONLY if read_only else os.O_RDWR) | os.O_CLOEXEC
         try:
             self._fd = os.open(self.path, flags)
@@ -114,17 +117,40 @@ class BlockDeviceBackend(Backend):
 
     def read(self, lba: int, nblocks: int) -> memoryview:
         self._readable(lba, nblocks)
-        buf = memoryview(bytearray(nblocks * self.block_size))
-        done, offset = 0, lba * self.block_size
-        while done < len(buf):
+        length, offset = nblocks * self.block_size, lba * self.block_size
+        parts: list[bytes] = []
+        done = 0
+        while done < length:  # pread(2) returns a fresh, not zero-filled buffer; short only at the end
             try:
-                got = os.preadv(self._fd, [buf[done:]], offset + done)
+                got = os.pread(self._fd, length - done, offset + done)
             except OSError as err:
                 raise MediumError(f"{self.path}: read failed: {err.strerror}") from err
-            if got == 0:  # the device or file shrank under us
+            if not got:  # the device or file shrank under us
                 raise OutOfRange(f"{self.path}: end of medium at byte {offset + done}")
-            done += got
-        return buf
+            parts.append(got)
+            done += len(got)
+        return memoryview(parts[0] if len(parts) == 1 else b"".join(parts))
+
+    def read_nowait(self, lba: int, nblocks: int) -> memoryview:
+        """`read()` when every byte is in the page cache (preadv2 RWF_NOWAIT), else WouldBlock."""
+        self._readable(lba, nblocks)
+        if not self._nowait:
+            return self.read(lba, nblocks)
+        try:
+            data = _posix.pread_cached(self._fd, nblocks * self.block_size, lba * self.block_size)
+        except OSError as err:
+            if not _posix.is_unsupported(err):
+                raise MediumError(f"{self.path}: read failed: {err.strerror}") from err
+            self._nowait = False
+            return self.read(lba, nblocks)
+        if data is None:
+            raise WouldBlock
+        return memoryview(data)
+
+    def write_nowait(self, lba: int, data: Buffer) -> None:
+        """`write()` unless recent writes stalled on the device (StallGuard): then WouldBlock."""
+        self._stalls.check()
+        self._stalls.timed(lambda: self.write(lba, data))
 
     def write(self, lba: int, data: Buffer) -> None:
         self._writable()

@@ -1,20 +1,26 @@
-"""`FileBackend`: an extent stored in a regular (usually sparse) file, served through `mmap`.
+"""`FileBackend`: an extent stored in a regular (usually sparse) file.
 
-Data path: `read()` returns a memoryview slice of the shared mapping (zero copy: the transport
-sends it straight from the page cache); `write()` copies once, into the mapping; WRITE SAME fills
-with numpy. Durability: `flush()` is msync(MS_SYNC) of the page-aligned range, plus fdatasync when
-the file's block map changed (hole punched, size changed); a failed flush latches (fsyncgate,
-target-rules.md §4.1): every later flush, write, unmap and resize raises FlushFailed until
-`clear_fault()`. UNMAP punches holes (fallocate(2) PUNCH_HOLE|KEEP_SIZE) and GET LBA STATUS reads
-the hole map with lseek(2) SEEK_DATA/SEEK_HOLE.
+Data path (measured, docs/performance.md "Storage"): `read()` is one pread(2) into a fresh
+buffer and `write()` one pwritev(2) from the caller's buffer, through the page cache. The file is
+also mapped (MAP_SHARED) to make ranges durable with msync(MS_SYNC) through the `flush_fn` hook,
+and the event loop's large reads (`read_nowait()` of MAPPED_READ_MIN or more, every page resident
+by mincore) are views of it, sent without a copy; the entries those reads add to the page tables
+are dropped every MAPPED_TRIM_BYTES. Nothing else is loaded or stored through the mapping, so:
+- a random 4 KiB read of a cold region or a hole costs one page, not a whole read-around window
+  (a fault on a shared mapping reads `read_ahead_kb` around it: 8 MiB on the development VM, which
+  made a never-written region of a sparse LUN serve about 100 reads/s); the kernel's readahead
+  for pread still follows sequential streams;
+- the target's resident set does not grow with the extent (every touched mapped page counted in
+  RSS; the extent's page cache now stays outside it, as with tgtd);
+- a full file system answers ENOSPC (`NoSpace`), an I/O error EIO (`MediumError`): a store into a
+  mapped hole or a failing page would have been a SIGBUS that kills the process.
 
-Risks of a shared file mapping, and what this module does about them:
-- a store into a hole when the file system is full raises SIGBUS (kills the process), not ENOSPC:
-  every write first reserves the range with fallocate(2) unless lseek says it is already data, so
-  it becomes `NoSpace`. File systems without fallocate, and copy-on-write file systems (btrfs, ZFS)
-  where overwriting allocated blocks needs new space, keep that risk.
-- a read error of the medium, or another process truncating the file, also arrives as SIGBUS.
-- write-back errors are reported by msync -> `FlushFailed`.
+Durability: `flush()` is msync(MS_SYNC) of the page-aligned range (on Linux, vfs_fsync_range of
+the file: it writes back pages dirtied by pwrite too), plus fdatasync when the file's block map
+changed (hole punched, size changed); a failed flush latches (fsyncgate, target-rules.md §4.1):
+every later flush, write, unmap and resize raises FlushFailed until `clear_fault()`. UNMAP
+punches holes (fallocate(2) PUNCH_HOLE|KEEP_SIZE) and GET LBA STATUS reads the hole map with
+lseek(2) SEEK_DATA/SEEK_HOLE. WRITE SAME builds one chunk of the pattern with numpy and pwrites it.
 
 Threads: read/write/flush/unmap/write_same/allocation may run concurrently in worker threads;
 `resize()` and `close()` must not run concurrently with other calls (the server quiesces the LU).
@@ -22,6 +28,7 @@ Threads: read/write/flush/unmap/write_same/allocation may run concurrently in wo
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import stat
@@ -31,20 +38,30 @@ import numpy as np
 
 from . import _posix
 from ._common import (
+    FILL_CHUNK_BYTES,
     ClosedGuard,
     FaultLatch,
     Run,
+    StallGuard,
     blocks_in,
     byte_view,
     check_block_size,
     check_pattern,
 )
-from .base import Backend, Buffer, MediumError, ReadOnly, StorageError
+from .base import Backend, Buffer, MediumError, NoSpace, OutOfRange, ReadOnly, StorageError, WouldBlock
 
 #: Default logical block size, in bytes (SBC-4 §4.5).
 DEFAULT_BLOCK_SIZE = 512
 #: Permissions of a file created by the backend (owner only: extents hold initiators' data).
 CREATE_MODE = 0o600
+
+#: bytes; a `read_nowait()` this long or longer whose pages are all resident (mincore) is a view
+#: of the shared mapping: the socket send copies straight from the page cache, which saves a
+#: 1 MiB read a 100 us pread copy (docs/performance.md); shorter ones are cheaper to pread
+MAPPED_READ_MIN = 64 * 1024
+#: bytes served through the mapping after which its page-table entries are dropped
+#: (madvise MADV_DONTNEED: the page cache keeps the data), bounding the target's resident set
+MAPPED_TRIM_BYTES = 64 * 1024 * 1024
 
 #: Makes a byte range of a shared mapping durable; raises OSError on failure.
 FlushFn = Callable[[mmap.mmap, int, int], None]
@@ -93,9 +110,14 @@ class FileBackend(Backend):
         self._flush_fn = flush_fn
         self._latch = FaultLatch()
         self._closed = ClosedGuard(f"file backend {self.path}")
-        self._mm: mmap.mmap | None = None
-        self._view = memoryview(bytearray())
-        self._retired: list[mmap.mmap] = []  # mappings replaced while read() views were alive
+        self._mm: mmap.mmap | None = None  # for msync and resident large reads
+        self._view = memoryview(b"")
+        self._address = 0  # where the mapping starts, for mincore
+        self._retired: list[mmap.mmap] = []  # mappings replaced while read_nowait() views were alive
+        self._mapped_reads = 0  # bytes served through the mapping since it was last trimmed
+        self._length = 0  # bytes exposed: whole blocks of the file
+        self._nowait = True  # read_nowait() can ask the page cache (until EOPNOTSUPP says no)
+        self._stalls = StallGuard()
         self._meta_dirty = False
         if size_bytes is not None and (not isinstance(size_bytes, int) or size_bytes < 0):
             raise StorageError(f"size {size_bytes!r} must be a non-negative integer")
@@ -113,7 +135,7 @@ class FileBackend(Backend):
 
     @property
     def num_blocks(self) -> int:
-        return len(self._view) // self.block_size
+        return self._length // self.block_size
 
     @property
     def supports_unmap(self) -> bool:
@@ -137,8 +159,9 @@ class FileBackend(Backend):
 
     def _map(self) -> None:
         length = os.fstat(self._fd).st_size // self.block_size * self.block_size
+        self._length = length
         if length == 0:  # mmap cannot map zero bytes: an empty extent needs no mapping
-            self._mm, self._view = None, memoryview(bytearray())
+            self._mm = None
             return
         prot = mmap.PROT_READ if self.read_only else mmap.PROT_READ | mmap.PROT_WRITE
         try:
@@ -146,19 +169,20 @@ class FileBackend(Backend):
         except OSError as err:
             raise StorageError(f"{self.path}: cannot map {length} bytes: {err.strerror}") from err
         self._view = memoryview(self._mm)
+        self._address = np.frombuffer(self._mm, dtype=np.uint8, count=1).ctypes.data
 
-    def _retire_mapping(self) -> bool:
-        """Drop the current mapping and close every old one that no read() view still uses.
-        True if none is left open."""
+    def _unmap_file(self) -> bool:
+        """Drop the mapping; closes every old one no read_nowait() view still uses. True if none
+        is left open (views of a closed mapping would fault, so the others wait for their views)."""
         self._view.release()
         if self._mm is not None:
             self._retired.append(self._mm)
-        self._mm, self._view = None, memoryview(bytearray())
+        self._mm, self._view, self._length = None, memoryview(b""), 0
         still_used = []
         for old in self._retired:
             try:
                 old.close()
-            except BufferError:  # a read() view is still alive: unmapped when it goes
+            except BufferError:  # a view is still being sent: unmapped when it goes
                 still_used.append(old)
         self._retired = still_used
         return not still_used
@@ -175,27 +199,79 @@ class FileBackend(Backend):
             raise ReadOnly(f"{self.path} is read-only")
         self._latch.check()
 
-    def _reserve(self, offset: int, length: int) -> None:
-        try:
-            _posix.reserve(self._fd, offset, length)
-        except OSError as err:
-            raise MediumError(f"{self.path}: cannot allocate: {err.strerror}") from err
-
     # ---- data path ---------------------------------------------------------------------------
 
     def read(self, lba: int, nblocks: int) -> memoryview:
+        """A private copy of the blocks (one pread(2); bytes are not zero-filled first)."""
         self._readable(lba, nblocks)
         bs = self.block_size
-        return self._view[lba * bs : (lba + nblocks) * bs]
+        length = nblocks * bs
+        try:
+            data = os.pread(self._fd, length, lba * bs)
+        except OSError as err:
+            raise MediumError(f"{self.path}: read failed: {err.strerror}") from err
+        if len(data) != length:  # only at end of file: another process truncated it
+            raise OutOfRange(f"{self.path}: end of file at block {lba + len(data) // bs}")
+        return memoryview(data)
+
+    def read_nowait(self, lba: int, nblocks: int) -> memoryview:
+        """`read()` when every byte is in the page cache (preadv2 RWF_NOWAIT), else WouldBlock: a
+        cold random read then waits in a worker thread, not on the event loop."""
+        self._readable(lba, nblocks)
+        length = nblocks * self.block_size
+        if length >= MAPPED_READ_MIN and self._mm is not None:
+            return self._mapped_read(lba * self.block_size, length)
+        if not self._nowait:
+            return self.read(lba, nblocks)
+        try:
+            data = _posix.pread_cached(self._fd, length, lba * self.block_size)
+        except OSError as err:
+            if not _posix.is_unsupported(err):
+                raise MediumError(f"{self.path}: read failed: {err.strerror}") from err
+            self._nowait = False  # the file system cannot tell: plain reads from now on
+            return self.read(lba, nblocks)
+        if data is None:
+            raise WouldBlock
+        return memoryview(data)
+
+    def _mapped_read(self, start: int, length: int) -> memoryview:
+        """A view of the mapping when every page of the range is resident, else WouldBlock (a
+        fault would wait for the disk on the event loop; the worker thread's read() preads)."""
+        page = start - start % _posix.PAGE_BYTES
+        try:
+            if not _posix.resident(self._address + page, start + length - page):
+                raise WouldBlock
+        except OSError:  # no mincore here: a copy it is
+            return self.read(start // self.block_size, length // self.block_size)
+        self._mapped_reads += length
+        if self._mapped_reads >= MAPPED_TRIM_BYTES:
+            self._mapped_reads = 0
+            assert self._mm is not None
+            self._mm.madvise(mmap.MADV_DONTNEED)  # page tables only: the page cache keeps the data
+        return self._view[start:start + length]
+
+    def write_nowait(self, lba: int, data: Buffer) -> None:
+        """`write()` unless recent writes stalled on the device (StallGuard): then WouldBlock."""
+        self._stalls.check()
+        self._stalls.timed(lambda: self.write(lba, data))
 
     def write(self, lba: int, data: Buffer) -> None:
         self._writable()
         view = byte_view(data)
         nblocks = blocks_in(view, self.block_size)
         self._check(lba, nblocks)
-        start = lba * self.block_size
-        self._reserve(start, view.nbytes)
-        self._view[start : start + view.nbytes] = view
+        self._pwrite(lba * self.block_size, view)
+
+    def _pwrite(self, offset: int, view: memoryview) -> None:
+        """pwritev(2) all of `view` at `offset`: ENOSPC/EDQUOT -> NoSpace, other errors -> MediumError."""
+        done, total = 0, view.nbytes
+        while done < total:
+            try:
+                done += os.pwritev(self._fd, [view[done:] if done else view], offset + done)
+            except OSError as err:
+                if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise NoSpace(f"{self.path}: no space to write {total} bytes at {offset}") from err
+                raise MediumError(f"{self.path}: write failed: {err.strerror}") from err
 
     def write_fua(self, lba: int, data: Buffer) -> None:
         """SBC-4 §5.40 FUA: the data is durable before this returns."""
@@ -213,11 +289,18 @@ class FileBackend(Backend):
         self._fill(lba * self.block_size, nblocks, np.frombuffer(pattern, dtype=np.uint8))
 
     def _fill(self, start: int, nblocks: int, pattern: np.ndarray | int) -> None:
-        assert self._mm is not None  # nblocks > 0 implies a mapping
-        self._reserve(start, nblocks * self.block_size)
-        rows = np.frombuffer(self._mm, dtype=np.uint8, count=nblocks * self.block_size, offset=start)
-        rows.reshape(nblocks, self.block_size)[:] = pattern  # numpy broadcasts the block
-        del rows  # release the export at once so resize/close can unmap
+        """Write `pattern` (one block, or a byte value) to `nblocks` blocks from byte `start`:
+        numpy broadcasts it into one chunk of at most FILL_CHUNK_BYTES, pwritten repeatedly."""
+        bs = self.block_size
+        per_chunk = max(1, min(nblocks, FILL_CHUNK_BYTES // bs))
+        chunk = np.empty((per_chunk, bs), dtype=np.uint8)
+        chunk[:] = pattern  # numpy broadcasts the block
+        view = memoryview(chunk.reshape(-1).data)
+        while nblocks > 0:
+            n = min(per_chunk, nblocks)
+            self._pwrite(start, view[: n * bs])
+            start += n * bs
+            nblocks -= n
 
     def flush(self, lba: int = 0, nblocks: int = 0) -> None:
         """SBC-4 §5.26 SYNCHRONIZE CACHE: the range (nblocks=0: to the end) is durable on return."""
@@ -264,17 +347,18 @@ class FileBackend(Backend):
         return iter(_posix.allocation_runs(self._fd, lba, nblocks, self.block_size))
 
     def resize(self, size_bytes: int) -> None:
-        """Set the file size (growing is sparse) and map it anew. Earlier read() views stay valid
-        while growing (the old mapping lives until they are released). Shrinking below the mapped
-        length while such views exist raises StorageError (reading them would fault): retry."""
+        """Set the file size (growing is sparse) and map it anew. read() returns copies; views
+        from read_nowait() stay valid while growing (the old mapping lives until they are
+        released), and shrinking while such a view exists raises StorageError (reading it
+        would fault): retry."""
         self._writable()
         if not isinstance(size_bytes, int) or size_bytes < 0:
             raise StorageError(f"size {size_bytes!r} must be a non-negative integer")
-        shrinking = size_bytes < len(self._view)
-        all_closed = self._retire_mapping()
+        shrinking = size_bytes < self._length
+        all_closed = self._unmap_file()
         try:
             if shrinking and not all_closed:
-                raise StorageError(f"{self.path}: cannot shrink while read() views are outstanding")
+                raise StorageError(f"{self.path}: cannot shrink while reads are being sent")
             self._truncate(size_bytes)
         finally:
             self._map()
@@ -283,6 +367,6 @@ class FileBackend(Backend):
         if self._closed.closed:
             return
         self._closed.closed = True
-        self._retire_mapping()
+        self._unmap_file()
         self._retired.clear()  # any left are unmapped when their last view goes
         os.close(self._fd)
