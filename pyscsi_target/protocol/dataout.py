@@ -31,12 +31,36 @@ Buffer = bytes | bytearray | memoryview
 
 
 class DataError(Exception):
-    """A PDU to reject with `reason` (RFC 7143 §11.17.1); `fatal` closes the connection after."""
+    """A PDU to reject with `reason` (RFC 7143 §11.17.1); `fatal` closes the connection after.
 
-    def __init__(self, reason: int, message: str, *, fatal: bool = False) -> None:
+    `fails_task`: the ASC/ASCQ with which the write command the PDU belongs to ends, as CHECK
+    CONDITION / ABORTED COMMAND, while the connection stays up. At ErrorRecoveryLevel 0 a Data-Out
+    sequence error cannot be recovered (RFC 7143 §7.1.4: "command failure or connection drop");
+    failing only that command keeps the initiator's other commands and its session alive
+    (libiscsi iSCSIDataSnInvalid checks that the write fails and the session goes on)."""
+
+    def __init__(self, reason: int, message: str, *, fatal: bool = False,
+                 fails_task: tuple[int, int] | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.fatal = fatal
+        self.fails_task = fails_task
+
+
+#: SPC-4 ASC/ASCQ for failed Data-Out sequences (sense key ABORTED COMMAND)
+DATA_PHASE_ERROR = (0x4B, 0x00)
+TOO_MUCH_WRITE_DATA = (0x4B, 0x02)
+DATA_OFFSET_ERROR = (0x4B, 0x05)
+#: RFC 7143 §11.4.7.2 iSCSI sense: unexpected unsolicited data
+UNEXPECTED_UNSOLICITED_DATA = (0x0C, 0x0C)
+#: SAM-5 status CHECK CONDITION; sense key ABORTED COMMAND (SPC-4 §4.5.6)
+CHECK_CONDITION = 0x02
+SENSE_KEY_ABORTED_COMMAND = 0x0B
+
+
+def aborted_command_sense(asc: int, ascq: int) -> bytes:
+    """Fixed-format sense data (SPC-4 §4.5.3): current error, ABORTED COMMAND, ASC/ASCQ."""
+    return bytes([0x70, 0, SENSE_KEY_ABORTED_COMMAND, 0, 0, 0, 0, 10, 0, 0, 0, 0, asc, ascq, 0, 0, 0, 0])
 
 
 @dataclass(slots=True)
@@ -200,13 +224,15 @@ class WriteCollector:
 
     def _unsolicited(self, task: WriteTask, pdu: DataOut, data: Buffer, placed: bool) -> None:
         if not task.unsolicited_open:
-            raise DataError(REJECT_PROTOCOL_ERROR, "unsolicited Data-Out not expected")
+            raise DataError(REJECT_PROTOCOL_ERROR, "unsolicited Data-Out not expected",
+                            fails_task=UNEXPECTED_UNSOLICITED_DATA)
         if pdu.datasn != task.unsolicited_datasn:
-            raise DataError(REJECT_PROTOCOL_ERROR, "DataSN out of order", fatal=True)
+            raise DataError(REJECT_PROTOCOL_ERROR, "DataSN out of order", fails_task=DATA_PHASE_ERROR)
         end = pdu.buffer_offset + len(data)
         if pdu.buffer_offset != task.received or end > task.unsolicited_end:
             raise DataError(REJECT_PROTOCOL_ERROR, "unsolicited data outside FirstBurstLength",
-                            fatal=True)
+                            fails_task=TOO_MUCH_WRITE_DATA if pdu.buffer_offset == task.received
+                            else DATA_OFFSET_ERROR)
         if not placed:
             task.buffer[pdu.buffer_offset:end] = data
         task.received = end
@@ -218,10 +244,12 @@ class WriteCollector:
     def _solicited(self, task: WriteTask, pdu: DataOut, data: Buffer, placed: bool) -> list[R2TGrant]:
         grant = task.grants[pdu.ttt]
         if pdu.datasn != grant.next_datasn:
-            raise DataError(REJECT_PROTOCOL_ERROR, "DataSN out of order", fatal=True)
+            raise DataError(REJECT_PROTOCOL_ERROR, "DataSN out of order", fails_task=DATA_PHASE_ERROR)
         end = pdu.buffer_offset + len(data)
         if pdu.buffer_offset != grant.next_offset or end > grant.offset + grant.length:
-            raise DataError(REJECT_PROTOCOL_ERROR, "Data-Out outside its R2T", fatal=True)
+            raise DataError(REJECT_PROTOCOL_ERROR, "Data-Out outside its R2T",
+                            fails_task=TOO_MUCH_WRITE_DATA if pdu.buffer_offset == grant.next_offset
+                            else DATA_OFFSET_ERROR)
         if not placed:
             task.buffer[pdu.buffer_offset:end] = data
         task.received += len(data)
@@ -232,7 +260,8 @@ class WriteCollector:
             del self._grants[pdu.ttt]
             return self._grant(task)
         if pdu.final:
-            raise DataError(REJECT_PROTOCOL_ERROR, "Data-Out sequence ended early", fatal=True)
+            raise DataError(REJECT_PROTOCOL_ERROR, "Data-Out sequence ended early",
+                            fails_task=DATA_PHASE_ERROR)
         return []
 
     def _grant(self, task: WriteTask) -> list[R2TGrant]:

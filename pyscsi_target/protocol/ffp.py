@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .codec import CodecError, decode_bhs
-from .dataout import DataError, R2TGrant, WriteTask
+from .dataout import CHECK_CONDITION, DataError, R2TGrant, WriteTask, aborted_command_sense
 from .events import LogoutRequested, ScsiCommand, TaskManagement
 from .fastpath import SCSI_COMMAND_STRUCT, decode_data_out, decode_scsi_command
 from .framing import Frame
@@ -212,6 +212,8 @@ class FullFeatureHandler:
             c._reject(exc.reason, frame.bhs)
             if exc.fatal:
                 c._close(f"Data-Out error: {exc}", error=True)
+            elif exc.fails_task is not None:
+                self._fail_write(pdu.itt, exc.fails_task)
             return
         self._send_r2ts(grants)
         if task is None:
@@ -222,6 +224,14 @@ class FullFeatureHandler:
         slot.event.data = task.buffer
         c.written_bytes += task.received
         c._delivery.became_ready(slot)
+
+    def _fail_write(self, itt: int, asc_ascq: tuple[int, int]) -> None:
+        """End a write whose Data-Out sequence broke: CHECK CONDITION / ABORTED COMMAND; later
+        Data-Out PDUs of that task are dropped quietly (the collector remembers aborted tags)."""
+        c = self.c
+        c._writes.abort(itt)
+        if itt in c._tasks:
+            c.send_scsi_response(itt, CHECK_CONDITION, sense=aborted_command_sense(*asc_ascq))
 
     def _send_r2ts(self, grants: list[R2TGrant]) -> None:
         c = self.c

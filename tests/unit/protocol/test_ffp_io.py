@@ -220,40 +220,65 @@ def test_unsolicited_data_for_unknown_itt_is_reject_0x09() -> None:
     assert rej.reason == 0x09
 
 
+def assert_write_failed(pdus, asc_ascq: tuple[int, int], itt: int) -> None:  # type: ignore[no-untyped-def]
+    """Reject 0x04 for the PDU, then the write ends CHECK CONDITION / ABORTED COMMAND."""
+    rej, rsp = pdus
+    assert rej.opcode == REJECT and rej.reason == 0x04
+    assert rsp.opcode == SCSI_RESPONSE and rsp.itt == itt and rsp.status == 0x02
+    assert (rsp.sense[2] & 0x0F, rsp.sense[12], rsp.sense[13]) == (0x0B, *asc_ascq)
+
+
+def assert_session_goes_on(conn, ini) -> None:  # type: ignore[no-untyped-def]
+    events, _ = exchange(conn, ini, ini.scsi_command(READ10, read=True, edtl=4096))
+    assert not conn.wants_close and isinstance(events[-1], ScsiCommand)
+
+
 @pytest.mark.parametrize("datasn", [1, 27, 0xFFFFFFFF])
-def test_datasn_gap_is_reject_0x04_then_close(datasn: int) -> None:
-    # ERL 0 cannot recover the lost Data-Out: fail fast (libiscsi iSCSIDataSnInvalid)
+def test_datasn_gap_fails_the_write_and_keeps_the_session(datasn: int) -> None:
+    # ERL 0 cannot recover a lost Data-Out: the command fails (ABORTED COMMAND / DATA PHASE
+    # ERROR), the session goes on (RFC 7143 §7.1.4; libiscsi iSCSIDataSnInvalid)
     conn, ini, r2t = start_write()
-    events, (rej,) = exchange(conn, ini, ini.data_out(r2t.itt, 0, bytes(512), ttt=r2t.ttt, datasn=datasn,
-                                                      final=False))
-    assert rej.reason == 0x04 and isinstance(events[-1], ConnectionClosed) and events[-1].error
+    events, pdus = exchange(conn, ini, ini.data_out(r2t.itt, 0, bytes(512), ttt=r2t.ttt, datasn=datasn,
+                                                    final=False))
+    assert events == [] and not conn.wants_close
+    assert_write_failed(pdus, (0x4B, 0x00), r2t.itt)
+    # later Data-Out of the failed task is dropped quietly
+    events, pdus = exchange(conn, ini, ini.data_out(r2t.itt, 512, bytes(512), ttt=r2t.ttt, datasn=1))
+    assert events == [] and pdus == []
+    assert_session_goes_on(conn, ini)
 
 
-def test_repeated_datasn_zero_closes() -> None:
+def test_repeated_datasn_zero_fails_the_write() -> None:
     conn, ini, r2t = start_write()
     exchange(conn, ini, ini.data_out(r2t.itt, 0, bytes(512), ttt=r2t.ttt, final=False))
-    events, (rej,) = exchange(conn, ini, ini.data_out(r2t.itt, 512, bytes(512), ttt=r2t.ttt, final=False))
-    assert rej.reason == 0x04 and events[-1].error
+    events, pdus = exchange(conn, ini, ini.data_out(r2t.itt, 512, bytes(512), ttt=r2t.ttt, final=False))
+    assert events == []
+    assert_write_failed(pdus, (0x4B, 0x00), r2t.itt)
+    assert_session_goes_on(conn, ini)
 
 
-@pytest.mark.parametrize(("offset", "length", "final"), [
-    (512, 512, False),  # offset gap
-    (0, 16385, True),  # beyond the R2T
-    (0, 512, True),  # F=1 before the burst is complete
+@pytest.mark.parametrize(("offset", "length", "final", "asc_ascq"), [
+    (512, 512, False, (0x4B, 0x05)),  # offset gap: DATA OFFSET ERROR
+    (0, 16385, True, (0x4B, 0x02)),  # beyond the R2T: TOO MUCH WRITE DATA
+    (0, 512, True, (0x4B, 0x00)),  # F=1 before the burst is complete: DATA PHASE ERROR
 ])
-def test_data_out_outside_the_r2t_closes(offset: int, length: int, final: bool) -> None:
+def test_data_out_outside_the_r2t_fails_the_write(offset: int, length: int, final: bool,
+                                                  asc_ascq: tuple[int, int]) -> None:
     conn, ini, r2t = start_write()
-    events, (rej,) = exchange(conn, ini, ini.data_out(r2t.itt, offset, bytes(length), ttt=r2t.ttt,
-                                                      final=final))
-    assert rej.reason == 0x04
-    assert isinstance(events[-1], ConnectionClosed) and events[-1].error
+    events, pdus = exchange(conn, ini, ini.data_out(r2t.itt, offset, bytes(length), ttt=r2t.ttt,
+                                                    final=final))
+    assert events == [] and not conn.wants_close
+    assert_write_failed(pdus, asc_ascq, r2t.itt)
+    assert_session_goes_on(conn, ini)
 
 
-def test_unsolicited_data_beyond_first_burst_closes() -> None:
+def test_unsolicited_data_beyond_first_burst_fails_the_write() -> None:
     conn, ini, _ = logged_in(keys(FirstBurstLength="8192"))
     exchange(conn, ini, ini.scsi_command(WRITE10, write=True, edtl=32768, final=False))
-    events, (rej,) = exchange(conn, ini, ini.data_out(ini.next_itt, 0, bytes(8193)))
-    assert rej.reason == 0x04 and isinstance(events[-1], ConnectionClosed)
+    events, pdus = exchange(conn, ini, ini.data_out(ini.next_itt, 0, bytes(8193)))
+    assert events == [] and not conn.wants_close
+    assert_write_failed(pdus, (0x4B, 0x02), ini.next_itt)
+    assert_session_goes_on(conn, ini)
 
 
 @pytest.mark.parametrize(("kw", "login", "reason"), [
