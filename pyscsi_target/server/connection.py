@@ -51,11 +51,13 @@ RECV_BUFFER_BYTES = RECEIVE_BUFFER_BYTES
 #: a login must complete within this many seconds (LIO TA_LOGIN_TIMEOUT 15 s, target-rules.md §5.2)
 LOGIN_TIMEOUT_S = 15.0
 #: an idle full-feature connection gets a NOP-In ping after this many seconds
-#: (LIO nopin_timeout default 15 s, target-rules.md §5.2)
-NOP_IN_INTERVAL_S = 15.0
-#: ... and is closed if nothing at all arrives within this many seconds of the ping
-#: (LIO nopin_response_timeout default 30 s)
-NOP_IN_RESPONSE_TIMEOUT_S = 30.0
+#: (SPDK pings every 30 s; target-rules.md §5.2)
+NOP_IN_INTERVAL_S = 30.0
+#: ... and is closed if nothing at all arrives within this many seconds of the ping (SPDK 60 s).
+#: Longer than LIO's 30 s on purpose: synchronous initiators (libiscsi's sync API, scripts) may
+#: sleep a minute between commands without servicing the socket, and reaping them only makes
+#: them reconnect into a new nexus with a fresh unit attention.
+NOP_IN_RESPONSE_TIMEOUT_S = 60.0
 #: kernel-level bound on unacknowledged sent data (TCP_USER_TIMEOUT, RFC 5482), milliseconds
 TCP_USER_TIMEOUT_MS = 60_000
 #: AsyncEvent 1 "target requests logout" (RFC 7143 §11.9.1); Parameter3 is the time the
@@ -95,6 +97,7 @@ class ConnectionHandler:
         self.end_reason = ""
         self.login_failed = False
         self._close_after_flush = False
+        self._nexus_released = False
         self._last_rx = trio.current_time()
         self.closed = trio.Event()
         #: the handler of the session this login reinstated, until it has ended
@@ -164,9 +167,18 @@ class ConnectionHandler:
             rec = self.service.registry.get(self.login.tsih)
             if rec is not None and rec.handler is self:
                 self.service.registry.remove(self.login.tsih)
-        if self.nexus is not None and self.target_id is not None:
+        self._nexus_lost()
+
+    def _nexus_lost(self) -> None:
+        """The I_T nexus ends: its RESERVE reservation, PREVENT state and unit attentions go at
+        once (SPC-2 §5.5.1), before anything else can be awaited, so that a command another
+        initiator sends right after this one logged out or disconnected never meets a stale
+        reservation. Idempotent."""
+        nexus = self.nexus
+        if nexus is not None and self.target_id is not None and not self._nexus_released:
+            self._nexus_released = True
             for lu in self.service.lun_map(self.target_id).values():
-                lu.nexus_gone(self.nexus)
+                lu.nexus_gone(nexus)
 
     async def _login_watchdog(self) -> None:
         await trio.sleep(LOGIN_TIMEOUT_S)
@@ -204,6 +216,8 @@ class ConnectionHandler:
             self._last_rx = trio.current_time()
             conn.received(n)
             closed = self._handle_events()
+            if closed or n == 0:
+                self._nexus_lost()
             if self._logout_itt is not None and not closed:
                 closed = await self._logout()
             await self._reinstated_session_ended()
@@ -374,6 +388,7 @@ class ConnectionHandler:
         response waits for them. True: the connection closes now."""
         await self._idle.wait()
         assert self._logout_itt is not None
+        self._nexus_lost()  # before the initiator can learn that the logout is done
         self.conn.send_logout_response(self._logout_itt, 0)
         return self._handle_events()
 

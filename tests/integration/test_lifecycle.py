@@ -299,7 +299,7 @@ async def test_logout_ends_pending_io_before_its_response(tmp_path: Path) -> Non
 # ---- timers on trio's fake clock: dead-initiator reaping, login timeout --------------------------
 #
 # `autojump_clock` (pytest-trio) runs the test on trio.testing.MockClock(autojump_threshold=0):
-# whenever every task waits, virtual time jumps to the next deadline, so 45 s of keepalive take
+# whenever every task waits, virtual time jumps to the next deadline, so 90 s of keepalive take
 # milliseconds and the times below are exact virtual times, not measurements.
 
 #: virtual seconds a timer may fire late (wake-up scheduling on the fake clock)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyscsi_target.protocol import ConnectionClosed, ScsiCommand
+from pyscsi_target.protocol import ScsiCommand
 from pyscsi_target.protocol.limits import COMMAND_WINDOW_DEPTH
 from tests.initiator import DATA_IN, R2T, REJECT, SCSI_RESPONSE, Initiator
 
