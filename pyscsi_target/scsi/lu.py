@@ -135,6 +135,9 @@ class LogicalUnit:
         self.on_pr_change: PrListener | None = None
         #: EXTENDED COPY: find an LU anywhere on the server by its NAA designator (8 or 16 bytes)
         self.copy_resolver: CopyResolver | None = None
+        #: asks the transport whether a nexus is still there; it may report the nexus lost (and
+        #: call nexus_gone) when its connection has already ended but that was not processed yet
+        self.nexus_alive: Callable[[Nexus], bool] | None = None
         self.sanitize_state = SANITIZE_IDLE
         #: the sanitize operation running, or the last one (SBC-4 §4.11); see run_sanitize()
         self.sanitize_job: SanitizeJob | None = None
@@ -263,8 +266,18 @@ class LogicalUnit:
                 self.reserved_by = None
 
     def conflicts(self, nexus: Nexus) -> bool:
+        """True if another nexus holds an SPC-2 reservation. A holder whose connection has
+        already ended (I_T nexus loss, SPC-2 §5.5.1) does not count, even when the end of its
+        connection is still waiting to be processed: reservations conflict only with live
+        holders."""
         held = self.reserved_by
-        return held is not None and held != nexus
+        if held is None or held == nexus:
+            return False
+        alive = self.nexus_alive
+        if alive is not None and not alive(held):
+            self.nexus_gone(held)
+            return self.reserved_by is not None and self.reserved_by != nexus
+        return True
 
     # ---- persistent reservations: plain data for APTPL (SPC-4 §5.13.5.4) --------------------
 

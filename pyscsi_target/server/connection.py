@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -168,6 +169,19 @@ class ConnectionHandler:
             if rec is not None and rec.handler is self:
                 self.service.registry.remove(self.login.tsih)
         self._nexus_lost()
+
+    def connection_alive(self) -> bool:
+        """Non-blocking look at the socket: False once the peer has closed or reset it, even if
+        the reader has not processed that yet (used before reporting a reservation conflict)."""
+        if self.closed.is_set():
+            return False
+        try:
+            with socket.socket(fileno=os.dup(self.sock.fileno())) as probe:
+                return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
 
     def _nexus_lost(self) -> None:
         """The I_T nexus ends: its RESERVE reservation, PREVENT state and unit attentions go at

@@ -27,6 +27,7 @@ from ..model.config import EXTENT_FILE
 from ..model.extents import parse_filesize
 from ..scsi.lu import LogicalUnit
 from ..scsi.sense import SenseReason
+from ..scsi.types import Nexus
 from .admission import Admission
 from .connection import ConnectionHandler, tune_socket
 from .extents import LiveExtent, identity_of, open_extent
@@ -288,6 +289,7 @@ class TargetService:
         """Persistent reservations that survive restarts, and EXTENDED COPY between LUs."""
         lu = live.lu
         lu.copy_resolver = self._lu_by_designator
+        lu.nexus_alive = self._nexus_alive
         store, naa = self.pr_store, live.extent.naa
         if store is None or not naa:
             return
@@ -312,6 +314,14 @@ class TargetService:
                 ):
                     h.conn.abort_tasks(lun)
                     break
+
+    def _nexus_alive(self, nexus: Nexus) -> bool:
+        """Whether a connection still carries this I_T nexus (may be called from worker threads;
+        copying the set is atomic under the GIL)."""
+        for h in list(self.handlers):
+            if h.nexus == nexus:
+                return h.connection_alive()
+        return False
 
     def _lu_by_designator(self, designator: bytes) -> LogicalUnit | None:
         for live in self.extents.values():

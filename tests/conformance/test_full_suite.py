@@ -30,7 +30,7 @@ EXPECTED_FAILURE_TESTS = {"iSCSIdatasn.iSCSIDataSnInvalid"}
 CLEANUP_UA = re.compile(r"\[FAILED\] PRIN command: failed with sense\. SENSE KEY:UNIT_ATTENTION")
 
 
-def test_segment(log: str, test: str) -> str:
+def segment_of(log: str, test: str) -> str:
     """The output printed while `Suite.Test` ran (test names repeat across suites)."""
     suite, name = test.split(".", 1)
     start = log.find(f"Suite: {suite}\n")
@@ -43,7 +43,7 @@ def test_segment(log: str, test: str) -> str:
 
 def miscounted(log: str, test: str) -> bool:
     """True if the tool's "failed" is one of the two non-failures above (see EXPECTED_...)."""
-    seg = test_segment(log, test)
+    seg = segment_of(log, test)
     if not seg or re.search(r"(?m)^FAILED\b", seg) or "passed" not in seg:
         return False  # CUnit itself failed it, or never finished it
     verdict = seg.index("passed")
@@ -61,7 +61,7 @@ def real_failures(res: dict, *, read_only: bool = False) -> list[str]:
         # iscsi-test-cu -d expects writes to succeed; on a read-only LU they are refused with
         # DATA PROTECT / WRITE PROTECTED (07/27/00), which is the right answer, so a test counts
         # only if it failed for any other reason
-        out = [t for t in out if not refused_as_write_protected(test_segment(log, t))]
+        out = [t for t in out if not refused_as_write_protected(segment_of(log, t))]
     return out
 
 
@@ -100,7 +100,7 @@ async def add_lu(run: Running, name: str, *, blocksize: int = 512, ro: bool = Fa
 
 def report(res: dict, *, read_only: bool = False) -> str:
     real = real_failures(res, read_only=read_only)
-    segments = "\n".join(f"--- {t} ---\n{test_segment(res['log_text'], t)[-3000:]}" for t in real)
+    segments = "\n".join(f"--- {t} ---\n{segment_of(res['log_text'], t)[-3000:]}" for t in real)
     return f"real failures: {real}\n{res['summary']}\n{segments}"
 
 
@@ -108,9 +108,17 @@ async def test_full_suite_thin_file_lu(demo: Running, tmp_path: Path) -> None:
     # Physical block size reporting off (the API's pblocksize flag): GetLBAStatus.UnmapSingle
     # asks for LBA i+1 but expects a descriptor at i+LBPPB, which only holds for LBPPB=1.
     url = await add_lu(demo, "thin", no_physical_block=True)
-    res = await run_conformance(url, "ALL", tmp_path, "--allow-sanitize", "--second-url", url)
+    # Without the second path: libiscsi 1.19's Sanitize.Reservations takes a RESERVE(6) on the
+    # second path when there is one and never releases it, so the next test's SANITIZE meets a
+    # (correct) RESERVATION CONFLICT. The multipath tests run on their own below.
+    res = await run_conformance(url, "ALL", tmp_path, "--allow-sanitize")
     assert not real_failures(res), report(res)
-    assert res["counts"]["passed"] >= 200, report(res)
+    mp = await run_conformance(url, "ALL.MultipathIO", tmp_path, "--second-url", url)
+    assert not real_failures(mp), report(mp)
+    assert mp["counts"]["passed"] >= 1 and not mp["counts"]["skipped"], report(mp)
+    skipped_mp = {t for t, v in res["results"].items() if v == "skipped" and t.startswith("MultipathIO.")}
+    passed = res["counts"]["passed"] + sum(1 for t, v in mp["results"].items() if v == "passed" and t in skipped_mp)
+    assert passed >= 200, report(res)
 
 
 async def test_full_suite_read_only_lu(demo: Running, tmp_path: Path) -> None:

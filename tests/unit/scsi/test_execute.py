@@ -272,3 +272,18 @@ def test_write_sets_transfer_length_even_when_refused(lu: LogicalUnit) -> None:
 def test_refused_write_cdb_still_reports_its_transfer_length(lu: LogicalUnit) -> None:
     res = run(lu, cdb10(0x2A, 0, 2, flags=0x20), data=bytes(1024))  # WRPROTECT set
     assert sense_of(res) == (ILLEGAL, 0x24, 0x00) and res.transfer_length == 1024
+
+
+def test_reservation_of_a_holder_whose_connection_ended_does_not_conflict(lu: LogicalUnit) -> None:
+    """SPC-2 §5.5.1: I_T nexus loss releases a RESERVE; the transport may know of the loss
+    (peer closed) before it has processed it, and `nexus_alive` lets the check ask."""
+    holder = Nexus("iqn.2026-11.org.example:holder,i,0x800000000008", "iqn.t,t,0x0001")
+    other = Nexus("iqn.2026-11.org.example:other,i,0x800000000009", "iqn.t,t,0x0001")
+    assert lu.reserve(holder)
+    assert lu.conflicts(other)
+    alive = {holder: True}
+    lu.nexus_alive = lambda n: alive.get(n, False)
+    assert lu.conflicts(other)  # a live holder still conflicts
+    alive[holder] = False
+    assert not lu.conflicts(other) and lu.reserved_by is None  # released for good
+    assert lu.reserve(other)
