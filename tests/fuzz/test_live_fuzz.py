@@ -18,6 +18,9 @@ under a minute; raise it for a long run.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import gc
 import itertools
 import logging
@@ -270,10 +273,20 @@ def traced_bytes() -> int:
 
 
 def rss_anon() -> int:
+    """Anonymous resident memory of the process, after asking glibc to return the free memory
+    it caches in its per-thread arenas (malloc_trim): what is left is memory really held, not the
+    allocator's cache, which depends on what ran earlier in the same test process."""
+    gc.collect()
+    _libc_malloc_trim()
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("RssAnon:"):
             return int(line.split()[1]) * 1024
     return 0  # pragma: no cover - not Linux
+
+
+def _libc_malloc_trim() -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
 
 
 @pytest.fixture(scope="module")
