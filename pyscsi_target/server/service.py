@@ -40,8 +40,6 @@ log = logging.getLogger("pyscsi_target.service")
 LISTEN_BACKLOG = 128
 #: at shutdown, initiators get this long to log out after the target asks them to, seconds
 SHUTDOWN_LOGOUT_GRACE_S = 2.0
-#: worker threads per extent for blocking work (flush, large unmap): one keeps flushes ordered
-BLOCKING_THREADS_PER_EXTENT = 2
 
 Address = tuple[str, int]
 
@@ -99,7 +97,6 @@ class TargetService:
         self._portal_of: dict[Address, int] = {}
         self.registry = SessionRegistry()
         self._lun_maps: dict[int, dict[int, LogicalUnit]] = {}
-        self._limiters: dict[int, trio.CapacityLimiter] = {}
         self._lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self.handlers: set[ConnectionHandler] = set()
@@ -142,13 +139,6 @@ class TargetService:
     # -- queries used by connections ------------------------------------------------------------------
     def lun_map(self, target_id: int) -> dict[int, LogicalUnit]:
         return self._lun_maps.get(target_id, {})
-
-    def limiter_for(self, lu: LogicalUnit | None) -> trio.CapacityLimiter:
-        key = id(lu)
-        lim = self._limiters.get(key)
-        if lim is None:
-            lim = self._limiters[key] = trio.CapacityLimiter(BLOCKING_THREADS_PER_EXTENT)
-        return lim
 
     # -- running --------------------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[TargetService] = trio.TASK_STATUS_IGNORED) -> None:
@@ -281,7 +271,6 @@ class TargetService:
         for live in resized:
             live.lu.capacity_changed()
         for live in retired:
-            self._limiters.pop(id(live.lu), None)
             if self._nursery is not None:
                 self._nursery.start_soon(trio.to_thread.run_sync, _flush_and_close, live)
 
