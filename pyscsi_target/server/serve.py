@@ -16,6 +16,7 @@ import trio
 
 from .. import __version__
 from ..model import ConfigStore
+from .datadir import claimed
 from .demo import demo_config, demo_url
 from .options import DEFAULT_API_PORT, OptionsError, ServerOptions, is_loopback_host, split_host_port
 from .service import TargetService
@@ -82,6 +83,13 @@ async def serve(options: ServerOptions, *,
     options.check()
     if options.api_enabled:
         await trio.to_thread.run_sync(options.api_ssl_context)  # a bad certificate/key fails here, clearly
+    # Issue #10 items 4, 8, 11: lock the data directory before writing anything in it, owner-only
+    # modes, descriptor budget raised.
+    with claimed(options.data_dir):
+        await _serve_claimed(options, task_status=task_status)
+
+
+async def _serve_claimed(options: ServerOptions, *, task_status: trio.TaskStatus[TargetService]) -> None:
     options.data_dir.mkdir(parents=True, exist_ok=True)
     for root in options.resolved_extent_roots():
         root.mkdir(parents=True, exist_ok=True)

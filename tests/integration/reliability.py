@@ -158,12 +158,16 @@ class ServerProcess:
         self._changed = trio.Event()
         self.proc: trio.Process | None = None
 
-    async def start(self, nursery: trio.Nursery, stream: str, marker: str) -> None:
-        argv = [sys.executable, "-m", "pyscsi_target", "serve", "--data-dir", str(self.data_dir),
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "pyscsi_target", "serve", "--data-dir", str(self.data_dir),
                 "--demo", "--demo-portal", self.portal, "--no-api", "--log-level", self.log_level]
+
+    async def start(self, nursery: trio.Nursery, stream: str, marker: str, *,
+                    preexec_fn: Callable[[], None] | None = None) -> None:
         self.output = {"stdout": "", "stderr": ""}
-        self.proc = await trio.lowlevel.open_process(argv, cwd=REPO, stdout=subprocess.PIPE,
-                                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self.proc = await trio.lowlevel.open_process(self.argv(), cwd=REPO, stdout=subprocess.PIPE,
+                                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                                     preexec_fn=preexec_fn)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         nursery.start_soon(self._drain, "stdout", self.proc.stdout)
         nursery.start_soon(self._drain, "stderr", self.proc.stderr)
