@@ -1,4 +1,5 @@
-"""Command line: `pyscsi-target serve [options]` (issue #2 fixes these options)."""
+"""Command line: `pyscsi-target serve [options]` (issue #2 fixes these options), and
+`pyscsi-target config export|import` (backup and restore, issue #10 item 12)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import trio
 
 from . import __version__
 from .model import ConfigError, StoreError
+from .server import configtool
 from .server.options import (
     DEFAULT_API_ADDRESS,
     DEFAULT_DATA_DIR,
@@ -49,7 +51,32 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--demo-portal", default=DEFAULT_DEMO_PORTAL, help="portal of the demo target (default %(default)s)")
     s.add_argument("--no-api", action="store_true", help="do not serve the management API")
     s.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR (default %(default)s)")
+    _config_parser(sub)
     return ap
+
+
+def _config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`config export` and `config import` (README "Backup, restore and upgrade")."""
+    c = sub.add_parser("config", help="export or import the configuration (backup and restore)")
+    actions = c.add_subparsers(dest="config_command", required=True)
+    e = actions.add_parser(
+        "export", help="print the configuration as JSON (a consistent snapshot, also while the server runs)",
+        description="Print the configuration as JSON on stdout. It includes the CHAP secrets: keep the "
+                    "file private (e.g. umask 077).")
+    i = actions.add_parser(
+        "import", help="replace the configuration of a data directory by an exported one (server stopped)",
+        description="Validate FILE (JSON from `config export`, - for stdin) like API writes and write it to "
+                    "the data directory in one transaction. Refused while a server runs on the directory.")
+    i.add_argument("file", help="the exported JSON, or - for stdin")
+    i.add_argument("--replace", action="store_true",
+                   help="overwrite the data directory's configuration if it is not empty")
+    i.add_argument("--extent-root", type=Path, action="append", default=[],
+                   help="directory File extents must lie in, as for serve (repeatable; default DATA_DIR/extents)")
+    i.add_argument("--device-root", type=Path, default=Path(DEFAULT_DEVICE_ROOT),
+                   help="where Disk/ZVOL extents are looked up, as for serve (default %(default)s)")
+    for p in (e, i):
+        p.add_argument("--data-dir", type=Path, default=Path(DEFAULT_DATA_DIR),
+                       help="the server's data directory (default %(default)s)")
 
 
 async def _run(options: ServerOptions) -> None:
@@ -71,8 +98,33 @@ def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
     return out
 
 
+def _config_command(args: argparse.Namespace) -> int:
+    """Run `config export|import`: 0, or one line per problem on stderr and 1."""
+    logging.basicConfig(level=logging.WARNING, format="pyscsi-target: %(message)s", stream=sys.stderr)
+    try:
+        if args.config_command == "export":
+            sys.stdout.write(configtool.export_json(args.data_dir))
+            return 0
+        text = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        options = ServerOptions(data_dir=args.data_dir, extent_roots=args.extent_root, device_root=args.device_root)
+        cfg = configtool.parse_backup(text, options)
+        configtool.import_config(cfg, args.data_dir, replace=args.replace)
+    except ConfigError as exc:  # like a 409 body: one line per field and message
+        for field, messages in exc.errors.items():
+            for message in messages:
+                print(f"{field}: {message}", file=sys.stderr)
+        return 1
+    except (OSError, StoreError, OptionsError) as exc:
+        print(f"pyscsi-target: {exc}", file=sys.stderr)
+        return 1
+    print(f"pyscsi-target: configuration imported into {args.data_dir}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "config":
+        return _config_command(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     options = ServerOptions(

@@ -5,6 +5,12 @@ service state and id counters live in `singletons(name, data)`. `save()` writes 
 configuration in one transaction (configurations are small: thousands of rows at most), so a
 crash leaves either the old or the new configuration, never half of a change. The database runs in
 WAL mode with `synchronous=FULL`: a committed change survives power loss (SQLite docs, "WAL mode").
+
+Every load reads inside one read transaction, so it sees one committed state even while another
+process writes. `read_snapshot(path)` is that load from a read-only connection: `config export`
+uses it while the server runs, and it sees changes still in the WAL (a copy of config.db alone
+would not, issue #10 item 12). The schema version is checked on open: a database written by a newer
+program is refused; there has been one schema so far, so there is nothing to migrate yet.
 """
 
 from __future__ import annotations
@@ -60,6 +66,53 @@ def _row(cls: type, data: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+def _read_config(db: sqlite3.Connection) -> Config:
+    """The stored configuration, read in one transaction (one committed state, WAL snapshot)."""
+    db.execute("BEGIN")
+    try:
+        cfg = Config()
+        singles = dict(db.execute("SELECT name, data FROM singletons").fetchall())
+        _check_schema(singles.get("schema"))
+        if "global" in singles:
+            cfg.global_config = _row(GlobalConfig, json.loads(singles["global"]))
+        if "service" in singles:
+            cfg.service = _row(ServiceState, json.loads(singles["service"]))
+        if "next_ids" in singles:
+            cfg.next_ids = {k: int(v) for k, v in json.loads(singles["next_ids"]).items()}
+        for collection, oid, data in db.execute("SELECT collection, id, data FROM objects"):
+            cls = _ROW_TYPES.get(collection)
+            if cls is None:
+                continue
+            getattr(cfg, collection)[oid] = _row(cls, json.loads(data))
+        return cfg
+    finally:
+        db.execute("COMMIT")
+
+
+def _check_schema(stored: str | None) -> None:
+    if stored is not None and json.loads(stored) > SCHEMA_VERSION:
+        raise ValueError(f"schema {stored} is newer than this program ({SCHEMA_VERSION})")
+
+
+def read_snapshot(path: str | os.PathLike[str]) -> Config:
+    """The configuration stored at `path`, read through a read-only connection in one read
+    transaction: consistent, and including commits still in the WAL, also while a server has the
+    database open. Never creates or changes the database. Raises StoreError."""
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"{path}: no configuration database here")
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error as err:
+        raise StoreError(f"{path}: cannot open the configuration database: {err}") from err
+    try:
+        return _read_config(db)
+    except (sqlite3.Error, ValueError, TypeError) as err:
+        raise StoreError(f"{path}: cannot read the configuration: {err}") from err
+    finally:
+        db.close()
+
+
 class ConfigStore:
     """Load and atomically save a `Config`. Thread-safe; blocking (call it off the event loop)."""
 
@@ -93,8 +146,10 @@ class ConfigStore:
                 self._db.execute("INSERT INTO singletons VALUES ('schema', ?)", (json.dumps(SCHEMA_VERSION),))
         except sqlite3.Error as err:
             raise StoreError(f"{self.path}: not a usable configuration database: {err}") from err
-        if row is not None and json.loads(row[0]) > SCHEMA_VERSION:
-            raise StoreError(f"{self.path}: schema {row[0]} is newer than this program ({SCHEMA_VERSION})")
+        try:
+            _check_schema(row[0] if row is not None else None)
+        except ValueError as err:
+            raise StoreError(f"{self.path}: {err}") from err
 
     def load(self) -> Config:
         with self._lock:
@@ -104,20 +159,7 @@ class ConfigStore:
                 raise StoreError(f"{self.path}: cannot read the configuration: {err}") from err
 
     def _load(self) -> Config:
-        cfg = Config()
-        singles = dict(self._db.execute("SELECT name, data FROM singletons").fetchall())
-        if "global" in singles:
-            cfg.global_config = _row(GlobalConfig, json.loads(singles["global"]))
-        if "service" in singles:
-            cfg.service = _row(ServiceState, json.loads(singles["service"]))
-        if "next_ids" in singles:
-            cfg.next_ids = {k: int(v) for k, v in json.loads(singles["next_ids"]).items()}
-        for collection, oid, data in self._db.execute("SELECT collection, id, data FROM objects"):
-            cls = _ROW_TYPES.get(collection)
-            if cls is None:
-                continue
-            getattr(cfg, collection)[oid] = _row(cls, json.loads(data))
-        return cfg
+        return _read_config(self._db)
 
     def save(self, cfg: Config) -> None:
         """Replace the stored configuration with `cfg` in a single transaction."""

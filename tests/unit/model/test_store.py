@@ -25,7 +25,7 @@ from pyscsi_target.model import (
     TargetGroup,
 )
 from pyscsi_target.model.config import AUTH_CHAP, AUTH_CHAP_MUTUAL, EXTENT_FILE, EXTENT_ZVOL
-from pyscsi_target.model.store import SCHEMA_VERSION
+from pyscsi_target.model.store import SCHEMA_VERSION, read_snapshot
 
 
 def full_config() -> Config:
@@ -213,3 +213,34 @@ def test_corrupt_rows_raise_store_error(db: Path) -> None:
     with pytest.raises(StoreError, match="cannot read"):
         store.load()
     store.close()
+
+
+# ---- read_snapshot: what `config export` reads (issue #10 item 12) --------------------------------
+
+
+def test_read_snapshot_sees_commits_still_in_the_wal(db: Path) -> None:
+    store = ConfigStore(db)  # stays open, as a running server's does: nothing is checkpointed
+    store.save(full_config())
+    changed = full_config()
+    changed.targets[1].alias = "after"
+    store.save(changed)
+    assert db.with_name("config.db-wal").stat().st_size > 0
+    assert read_snapshot(db) == changed
+    store.close()
+
+
+def test_read_snapshot_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "data" / "config.db"
+    with pytest.raises(StoreError, match="no configuration database"):
+        read_snapshot(missing)
+    assert not missing.parent.exists()
+
+
+def test_read_snapshot_refuses_a_newer_schema(db: Path) -> None:
+    ConfigStore(db).close()
+    con = sqlite3.connect(db)
+    con.execute("UPDATE singletons SET data=? WHERE name='schema'", (json.dumps(SCHEMA_VERSION + 1),))
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="newer"):
+        read_snapshot(db)
