@@ -23,6 +23,7 @@ import logging
 import os
 import resource
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,15 +94,40 @@ def _read_pid(fd: int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+class _UmaskUsers:
+    """The umask is process-wide, and in-process servers (tests) may overlap without nesting: the
+    first user sets it, the last one restores what was there before."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.count = 0
+        self.saved = 0
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.count == 0:
+                self.saved = os.umask(PRIVATE_UMASK)
+            self.count += 1
+
+    def leave(self) -> None:
+        with self.lock:
+            self.count -= 1
+            if self.count == 0:
+                os.umask(self.saved)
+
+
+_UMASK_USERS = _UmaskUsers()
+
+
 @contextlib.contextmanager
 def private_umask() -> Iterator[None]:
     """Files the process creates meanwhile are 0600 and folders 0700 (unless created with an
-    explicit narrower mode). The umask is process-wide: the previous one is restored on exit."""
-    previous = os.umask(PRIVATE_UMASK)
+    explicit narrower mode); the umask from before is back once no block uses it any more."""
+    _UMASK_USERS.enter()
     try:
         yield
     finally:
-        os.umask(previous)
+        _UMASK_USERS.leave()
 
 
 def tighten_modes(data_dir: Path) -> list[tuple[Path, int, int]]:

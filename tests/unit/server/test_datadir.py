@@ -58,3 +58,18 @@ def test_private_umask_is_restored(tmp_path: Path) -> None:
         assert (mode(tmp_path / "f"), mode(tmp_path / "d"), mode(tmp_path / "g")) == (0o600, 0o700, 0o644)
     finally:
         os.umask(before)
+
+
+def test_overlapping_private_umasks_restore_the_original(tmp_path: Path) -> None:
+    before = os.umask(0o022)
+    try:
+        first, second = private_umask(), private_umask()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)  # not nested: the first user leaves first
+        (tmp_path / "during").write_text("x")
+        second.__exit__(None, None, None)
+        (tmp_path / "after").write_text("x")
+        assert (mode(tmp_path / "during"), mode(tmp_path / "after")) == (0o600, 0o644)
+    finally:
+        os.umask(before)
