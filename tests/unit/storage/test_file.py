@@ -230,3 +230,35 @@ def test_unmap_frees_disk_space_and_resize_stays_sparse(tmp_path: Path) -> None:
     assert os.stat(path).st_blocks == 128 * 4096 // 512
     assert list(b.allocation(0, b.num_blocks)) == [(0, 128, False), (128, 128, True), (256, 16128, False)]
     b.close()
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_mapped_file_extent_holds_one_descriptor(tmp_path: Path) -> None:
+    """Issue #10 item 11: mmap.mmap dup()ed the descriptor, so each File extent held two."""
+    before = _open_descriptors()
+    backends = [FileBackend(tmp_path / f"{i}.img", size_bytes=1 << 20, create=True) for i in range(8)]
+    assert all(b._mm is not None for b in backends)  # mapped, for msync and large reads
+    assert _open_descriptors() - before == len(backends)
+    for b in backends:
+        b.close()
+    assert _open_descriptors() == before
+
+
+def test_a_backend_built_on_an_open_descriptor_owns_it(tmp_path: Path) -> None:
+    path = tmp_path / "x.img"
+    path.write_bytes(b"\0" * 4096)
+    fd = os.open(path, os.O_RDWR)
+    b = FileBackend("named only in messages", fd=fd)
+    b.write(0, b"\1" * 512)
+    assert path.read_bytes()[:512] == b"\1" * 512
+    b.close()
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closed with the backend
+    not_regular = os.open(tmp_path, os.O_RDONLY)
+    with pytest.raises(StorageError, match="not a regular file"):
+        FileBackend("dir", fd=not_regular)
+    with pytest.raises(OSError):
+        os.fstat(not_regular)  # closed on refusal too
