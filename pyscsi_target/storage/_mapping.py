@@ -57,10 +57,11 @@ class Mapping:
         assert address is not None
         self.address: int = address
         self.length = length
-        array = np.frombuffer((ctypes.c_ubyte * length).from_address(address), dtype=np.uint8)
+        raw = (ctypes.c_ubyte * length).from_address(address)
+        array = np.frombuffer(memoryview(raw).cast("B"), dtype=np.uint8)
         self._finalizer = weakref.finalize(array, _unmap, address, length)
         self._array: np.ndarray | None = array
-        self.view = memoryview(array)
+        self.view = memoryview(array.data)
 
     def flush(self, offset: int, length: int) -> None:
         """msync(MS_SYNC) of the range (`offset` page-aligned), as mmap.mmap.flush()."""
@@ -86,4 +87,4 @@ class Mapping:
 def is_mapped_view(view: memoryview) -> bool:
     """True if `view` shows bytes of a `Mapping` (not a private copy)."""
     obj = view.obj
-    return isinstance(obj, np.ndarray) and isinstance(obj.base, ctypes.Array)
+    return isinstance(obj, np.ndarray) and isinstance(getattr(obj.base, "obj", None), ctypes.Array)
