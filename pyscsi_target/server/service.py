@@ -225,7 +225,14 @@ class TargetService:
                 continue
             if strict and not unchanged:
                 refusing.add(eid)
-            opened[eid] = await self._open_one(ext, strict=eid in refusing)
+            fresh = await self._open_one(ext, strict=eid in refusing)
+            if live is not None and unchanged and fresh.problem is not None:
+                # still not servable: keep the LU the initiators know (no REPORTED LUNS DATA
+                # HAS CHANGED at every apply), with the latest reason
+                await trio.to_thread.run_sync(_close_and_undo, fresh)
+                live.problem = live.lu.unavailable = fresh.problem
+                continue
+            opened[eid] = fresh
         await self._refuse_shared(new, opened, refusing)
 
     async def _resize(self, live: LiveExtent, ext: Extent, resized: list[LiveExtent]) -> None:

@@ -261,6 +261,13 @@ async def test_a_symlink_swapped_out_of_the_root_is_not_served_after_restart(tmp
         write = await c.command(bytes([0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0]), data=bytes(512))
         assert (write.status, write.sense_key) == (2, NOT_READY_MANUAL)
         await c.aclose()
+        lu = service.extents[ext["id"]].lu
+        # editing the extent itself is refused by name; an unrelated apply retries it, in vain
+        assert (await api.put(f"{ISCSI}/extent/{ext['id']}/", {"iscsi_target_extent_comment": "x"})).status == 409
+        [tid] = service.config.targets
+        assert (await api.put(f"{ISCSI}/target/{tid}/", {"iscsi_target_alias": "retry"})).status == 200
+        assert "outside" in (await api.get(f"{ISCSI}/extent/{ext['id']}/")).json()[STATE]
+        assert service.extents[ext["id"]].lu is lu  # the same LU: no REPORTED LUNS DATA HAS CHANGED
         # put right and re-enabled (any apply retries): served again
         (devices / "disk0").unlink()
         (devices / "disk0").symlink_to(inside)
