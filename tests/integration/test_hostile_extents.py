@@ -189,6 +189,10 @@ async def test_aliases_of_another_extents_file_are_refused(tmp_path: Path) -> No
         opts.device_root.mkdir()
         os.link(first, opts.device_root / "same")
         assert 'file of extent "a"' in await refused(api, disk("same"), DISK)
+        outside = tmp_path / "outside.img"
+        outside.write_bytes(bytes(MIB))
+        (roots / "out.img").symlink_to(outside)  # out of the extent root
+        assert "must reside inside" in await refused(api, file_extent(roots / "out.img"), PATH)
         assert [e["iscsi_target_extent_name"] for e in await extents(api)] == ["a"]
 
 
