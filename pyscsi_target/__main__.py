@@ -46,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
                    help="directory File extents must lie in (repeatable; default DATA_DIR/extents)")
     s.add_argument("--device-root", type=Path, default=Path(DEFAULT_DEVICE_ROOT),
                    help="where Disk/ZVOL extents are looked up (default %(default)s)")
+    s.add_argument("--allow-file-devices", action="store_true",
+                   help="accept regular files under the device root as Disk/ZVOL extents (tests, stand-ins)")
     s.add_argument("--demo", action="store_true",
                    help="if the configuration is empty, create a demo target with a 1 GiB LUN")
     s.add_argument("--demo-portal", default=DEFAULT_DEMO_PORTAL, help="portal of the demo target (default %(default)s)")
@@ -133,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         api_password_file=args.api_password_file,
         extent_roots=args.extent_root,
         device_root=args.device_root,
+        allow_file_devices=args.allow_file_devices,
         demo=args.demo,
         demo_portal=args.demo_portal,
         log_level=args.log_level,

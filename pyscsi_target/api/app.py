@@ -83,16 +83,18 @@ def create_app(
     password: str,
     extent_roots: list[str],
     device_root: str = DEFAULT_DEVICE_ROOT,
+    allow_file_devices: bool = False,
     version: str,
 ) -> QuartTrio:
     """The v1.0 management API over `control` (see docs/api.md).
 
     `password` is root's (non-empty); File extents must lie inside one of `extent_roots`; Disk
-    extents name devices under `device_root`; `version` is reported by /system/version/.
+    extents name block devices under `device_root` (regular files too with `allow_file_devices`);
+    `version` is reported by /system/version/.
     """
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    context = ValidationContext.of(extent_roots, device_root)
+    context = ValidationContext.of(extent_roots, device_root, allow_file_devices)
     app.extensions[EXTENSION] = ApiState(control, context, AuthGuard(password), version)
     app.before_request(_authenticate)
     app.before_request(_slash_and_format)

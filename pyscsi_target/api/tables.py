@@ -19,6 +19,7 @@ from ..model.config import (
 from ..model.edits import LUN_MAX, LUN_MIN
 from ..model.validation import MSG_CHOICE_FK
 from .fields import BOOLEAN, INTEGER, OBJECT, REQUIRED, STRING, STRING_LIST, Field
+from .state import api_state
 
 #: FreeNAS CharField(max_length=120) columns (spec Part A §2).
 NAME_MAX = 120
@@ -93,6 +94,9 @@ EXTENT = (
           attr="legacy", default=False),
     Field("iscsi_target_extent_enabled", BOOLEAN, "A disabled extent is not offered as a LUN.",
           attr="enabled", default=True),
+    Field("iscsi_target_extent_state", STRING,
+          "Null while the extent is served (or disabled); otherwise why its LUN answers NOT READY.",
+          read_only=True, nullable=True, output=lambda e: api_state().control.extent_problems().get(e.id)),
 )
 
 INITIATOR = (

@@ -60,3 +60,8 @@ class TargetControl(Protocol):
 
     def sessions(self) -> list[SessionInfo]:
         ...
+
+    def extent_problems(self) -> dict[int, str]:
+        """Extent id -> why that enabled extent is not served (its LUN answers NOT READY): its
+        storage was refused or cannot be opened, or its persistent reservations cannot be read."""
+        ...

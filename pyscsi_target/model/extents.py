@@ -4,6 +4,13 @@ Stdlib only. `check_extent` normalises an `Extent` in place (filesize to bytes, 
 normal form, Disk/ZVOL path computed under the device root, NAA and serial generated once) and
 returns the API errors (spec Part A §2.2 and §3.1, Part B §B.2.5-B.2.7). The backing file itself is
 created by the server when it applies the configuration; nothing here writes to disk.
+
+Confinement (issue #10 items 1-3): `StoragePolicy` says where extents may live. A path is judged by
+what it resolves to with every symlink followed: a File extent must be a regular file under an
+extent root, a Disk/ZVOL extent a block device under the device root (a regular file there only
+with `--allow-file-devices`), never anything under /proc or /sys; and no two extents may share one
+file or device (`storage_identity`: st_dev+st_ino, st_rdev for devices). These checks are by name,
+for the API's answer; the server repeats them on the descriptor it opens (server/extents.py).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import os
 import re
 import secrets
 import stat
+from dataclasses import dataclass
 
 from .config import EXTENT_DISK, EXTENT_FILE, EXTENT_ZVOL, Config, Extent
 
@@ -47,6 +55,80 @@ MSG_IN_ROOT = "You need to specify a file inside your volume/dataset."
 MSG_OUTSIDE = "Your path to the extent must reside inside a volume/dataset mount point."
 MSG_MUST_EXIST = "The file must exist if the extent size is set to auto (0)"
 MSG_MULTIPLE = "File size must be a multiple of block size"
+MSG_NOT_BLOCK = '"{disk}" is not a block device.'
+MSG_FILE_DEVICES = ('"{disk}" is a regular file, not a block device (regular files are accepted only '
+                    "when the server runs with --allow-file-devices).")
+MSG_ESCAPES = '"{disk}" resolves to {real}, which is outside the device root {root}.'
+MSG_SHARED = 'This file is already used by extent "{other}".'
+MSG_SHRINK = ("The extent's file holds {current} bytes: shrinking it would destroy the data past the new "
+              "size. Give at least {current} bytes (or 0 to keep the file's size).")
+
+#: resolved paths that are never storage, whatever the roots say: kernel interfaces, where a
+#: "file" is a process's memory, descriptors or environment (issue #10 item 1)
+FORBIDDEN_TREES = ("/proc", "/sys")
+
+
+@dataclass(frozen=True)
+class StoragePolicy:
+    """Where extents may live (the server's --extent-root, --device-root, --allow-file-devices)."""
+
+    extent_roots: tuple[str, ...]
+    device_root: str = "/dev"
+    #: accept regular files as Disk/ZVOL extents (tests and stand-ins; spec Part B §B.2.6 as
+    #: issue #10 item 1 restricts it)
+    allow_file_devices: bool = False
+
+
+def within(path: str, root: str) -> bool:
+    """True if `path` lies strictly below `root` (both absolute and normalised)."""
+    return path != root and os.path.commonpath([path, root]) == root
+
+
+def forbidden(real: str) -> bool:
+    return any(real == t or within(real, t) for t in FORBIDDEN_TREES)
+
+
+def storage_identity(st: os.stat_result) -> tuple[int, ...]:
+    """What makes two paths the same storage: the device number of a block device (aliases,
+    partitions' symlinks), else the file system and inode of the file (hard links, symlinks)."""
+    if stat.S_ISBLK(st.st_mode):
+        return (0, st.st_rdev)
+    return (1, st.st_dev, st.st_ino)
+
+
+def kind_problem(mode: int, disk: bool, allow_file_devices: bool, name: str) -> str | None:
+    """Why a file of this type cannot back the extent (None: it can). File extents: regular files;
+    Disk/ZVOL: block devices, and regular files with `allow_file_devices`. Never character
+    devices, FIFOs, sockets or directories."""
+    if not disk:
+        return None if stat.S_ISREG(mode) else "The extent must be a regular file."
+    if stat.S_ISBLK(mode) or (stat.S_ISREG(mode) and allow_file_devices):
+        return None
+    if stat.S_ISREG(mode):
+        return MSG_FILE_DEVICES.format(disk=name)
+    return MSG_NOT_BLOCK.format(disk=name)
+
+
+def _identity_of_path(path: str) -> tuple[int, ...] | None:
+    try:
+        return storage_identity(os.stat(path))
+    except (OSError, ValueError):
+        return None
+
+
+def shared_with(cfg: Config, ext: Extent) -> Extent | None:
+    """Another extent backed by the same file or device as `ext` (by identity when both exist,
+    else by resolved path), or None (issue #10 item 3)."""
+    mine = _identity_of_path(ext.path)
+    real = os.path.realpath(ext.path)
+    for other in cfg.extents.values():
+        if other.id == ext.id or not other.path:
+            continue
+        if os.path.realpath(other.path) == real:
+            return other
+        if mine is not None and _identity_of_path(other.path) == mine:
+            return other
+    return None
 
 _SIZE_RE = re.compile(r"\s*([0-9]{1,25})\s*([A-Za-z]{1,2})?\s*")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
@@ -84,10 +166,6 @@ def new_serial(cfg: Config) -> str:
             return serial
 
 
-def _within(path: str, root: str) -> bool:
-    return path != root and os.path.commonpath([path, root]) == root
-
-
 def _parent_is_file(path: str) -> bool:
     """True if the nearest existing ancestor of `path` is not a directory (creation would fail)."""
     parent = os.path.dirname(path)
@@ -112,7 +190,7 @@ def _file_path_error(path: str, size: int, roots: tuple[str, ...]) -> str | None
         return MSG_IN_ROOT
     if path.endswith("/") or os.path.isdir(path):
         return MSG_NOT_DIR
-    if not any(_within(real, r) for r in real_roots):
+    if not any(within(real, r) for r in real_roots) or forbidden(real):
         return MSG_OUTSIDE
     if not os.path.exists(path):
         if size == 0:
@@ -122,6 +200,13 @@ def _file_path_error(path: str, size: int, roots: tuple[str, ...]) -> str | None
     elif not os.path.isfile(path):
         return "The extent must be a regular file."
     return None
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _check_file(cfg: Config, ext: Extent, roots: tuple[str, ...]) -> Errors:
@@ -138,9 +223,13 @@ def _check_file(cfg: Config, ext: Extent, roots: tuple[str, ...]) -> Errors:
     ext.path = os.path.normpath(ext.path)
     if size % ext.blocksize:
         return {F_FILESIZE: [MSG_MULTIPLE]}
-    for other in cfg.extents.values():
-        if other.id != ext.id and other.type == EXTENT_FILE and other.path == ext.path:
-            return {F_PATH: [f'This file is already used by extent "{other.name}".']}
+    current = _file_size(ext.path)
+    if size and size < current:
+        # issue #10 item 9: a smaller size would truncate the file under the initiators
+        return {F_FILESIZE: [MSG_SHRINK.format(current=current)]}
+    other = shared_with(cfg, ext)
+    if other is not None:
+        return {F_PATH: [MSG_SHARED.format(other=other.name)]}
     return {}
 
 
@@ -148,7 +237,7 @@ def _disk_name(disk: str, device_root: str) -> str | None:
     """The device name relative to the device root, or None if it is not a plain relative name."""
     disk = disk.strip()
     if disk.startswith("/"):
-        if not _within(os.path.normpath(disk), os.path.normpath(device_root)):
+        if not within(os.path.normpath(disk), os.path.normpath(device_root)):
             return None
         disk = os.path.relpath(os.path.normpath(disk), device_root)
     if not disk or has_control(disk) or any(p in ("", ".", "..") for p in disk.split("/")):
@@ -156,8 +245,24 @@ def _disk_name(disk: str, device_root: str) -> str | None:
     return disk
 
 
-def _check_disk(cfg: Config, ext: Extent, device_root: str) -> Errors:
+def device_problem(path: str, policy: StoragePolicy, name: str) -> str | None:
+    """Why the device path cannot back a Disk/ZVOL extent, judged by what it resolves to (every
+    symlink followed, /dev/fd and /proc/self/... included): it must lie under the device root and
+    be a block device, or a regular file with `allow_file_devices` (issue #10 item 1)."""
+    real = os.path.realpath(path)
+    root = os.path.realpath(policy.device_root)
+    if not within(real, root) or forbidden(real):
+        return MSG_ESCAPES.format(disk=name, real=real, root=policy.device_root)
+    try:
+        mode = os.stat(real).st_mode
+    except (OSError, ValueError):
+        return f'"{name}" cannot be examined.'
+    return kind_problem(mode, True, policy.allow_file_devices, name)
+
+
+def _check_disk(cfg: Config, ext: Extent, policy: StoragePolicy) -> Errors:
     """Disk/ZVOL: `zvol/<pool>/<vol>` or `<dev>` under the device root (spec Part B §B.2.6)."""
+    device_root = policy.device_root
     if not ext.disk:
         return {F_DISK: [MSG_REQUIRED]}
     disk = _disk_name(ext.disk, device_root)
@@ -165,17 +270,18 @@ def _check_disk(cfg: Config, ext: Extent, device_root: str) -> Errors:
         return {F_DISK: [f"Give the device relative to {device_root}, for example zvol/tank/vol1."]}
     is_zvol = disk.split("/")[0] == "zvol"
     full = os.path.join(device_root, disk)
-    try:
-        mode = os.stat(full).st_mode
-    except OSError:
+    if not os.path.exists(full):
         return {F_DISK: [f'Zvol "{disk}" does not exist' if is_zvol else f'Disk "{disk}" does not exist']}
-    if not (stat.S_ISBLK(mode) or stat.S_ISREG(mode)):
-        return {F_DISK: [f'"{disk}" is not a block device.']}
+    problem = device_problem(full, policy, disk)
+    if problem:
+        return {F_DISK: [problem]}
     ext.disk, ext.path, ext.filesize = disk, full, FILESIZE_AUTO
     ext.type = EXTENT_ZVOL if is_zvol else EXTENT_DISK
-    for other in cfg.extents.values():
-        if other.id != ext.id and other.type != EXTENT_FILE and other.path == full:
-            return {F_DISK: [f'Disk "{disk}" is already used by extent "{other.name}".']}
+    other = shared_with(cfg, ext)
+    if other is not None:
+        if other.type == EXTENT_FILE:
+            return {F_DISK: [f'Disk "{disk}" is the file of extent "{other.name}".']}
+        return {F_DISK: [f'Disk "{disk}" is already used by extent "{other.name}".']}
     return {}
 
 
@@ -199,11 +305,11 @@ def _check_identity(cfg: Config, ext: Extent) -> Errors:
     return errors
 
 
-def check_extent(cfg: Config, ext: Extent, extent_roots: tuple[str, ...], device_root: str) -> Errors:
+def check_extent(cfg: Config, ext: Extent, policy: StoragePolicy) -> Errors:
     """Validate and normalise `ext`, which is already in `cfg.extents`."""
     errors = _check_identity(cfg, ext)
     if ext.type == EXTENT_FILE:
-        errors.update(_check_file(cfg, ext, extent_roots))
+        errors.update(_check_file(cfg, ext, policy.extent_roots))
     else:
-        errors.update(_check_disk(cfg, ext, device_root))
+        errors.update(_check_disk(cfg, ext, policy))
     return errors

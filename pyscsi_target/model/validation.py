@@ -68,11 +68,17 @@ class ValidationContext:
 
     extent_roots: tuple[str, ...]
     device_root: str = DEFAULT_DEVICE_ROOT
+    #: regular files may stand in for Disk/ZVOL devices (--allow-file-devices, issue #10 item 1)
+    allow_file_devices: bool = False
 
     @classmethod
-    def of(cls, extent_roots: list[str], device_root: str) -> ValidationContext:
+    def of(cls, extent_roots: list[str], device_root: str, allow_file_devices: bool = False) -> ValidationContext:
         roots = tuple(os.path.abspath(r) for r in extent_roots)
-        return cls(roots, os.path.abspath(device_root))
+        return cls(roots, os.path.abspath(device_root), allow_file_devices)
+
+    @property
+    def storage(self) -> extents.StoragePolicy:
+        return extents.StoragePolicy(self.extent_roots, self.device_root, self.allow_file_devices)
 
 
 def valid_iscsi_name(name: str) -> bool:
@@ -330,7 +336,7 @@ def check_portal(cfg: Config, portal: Portal, _ctx: ValidationContext) -> Errors
 
 
 def check_extent(cfg: Config, ext: extents.Extent, ctx: ValidationContext) -> Errors:
-    return extents.check_extent(cfg, ext, ctx.extent_roots, ctx.device_root)
+    return extents.check_extent(cfg, ext, ctx.storage)
 
 
 _CHECKS: dict[str, Callable[[Config, Any, ValidationContext], Errors]] = {

@@ -1,6 +1,6 @@
 """`execute()`: run one SCSI command through the fixed check order (ARCHITECTURE.md):
 
-    LUN exists → unit attention → CDB valid → sanitize state → reservation conflict
+    LUN exists → unit attention → CDB valid → LU ready → sanitize state → reservation conflict
     → capability (write protection) → handler → thin-provisioning threshold
 
 and turn every `CheckCondition` and every `StorageError` into CHECK CONDITION + sense here, in
@@ -40,6 +40,7 @@ def execute(req: ScsiRequest, luns: Mapping[int, LogicalUnit], *, nowait: bool =
         spec = _admit(req, lu)
         _validate(req.cdb, spec)
         if lu is not None:
+            _ready_gate(lu, spec)
             _sanitize_gate(lu, spec, req.cdb)
         if lu is not None and reservation_conflict(lu, spec, req):
             result = ScsiResult(status=RESERVATION_CONFLICT)
@@ -103,6 +104,17 @@ def reservation_conflict(lu: LogicalUnit, spec: CommandSpec, req: ScsiRequest) -
     if spec.conflicts and lu.conflicts(req.nexus):
         return True
     return lu.pr.conflicts(req.nexus, spec.access(req.cdb))
+
+
+def _ready_gate(lu: LogicalUnit, spec: CommandSpec) -> None:
+    """An LU whose storage cannot be served (`LogicalUnit.unavailable`) answers like a disk that is
+    not ready: INQUIRY, REPORT LUNS and REQUEST SENSE work (SPC-4 §6.6.1, §6.33, §6.39: they answer
+    whatever the state of the medium; `any_lun`), every other command gets NOT READY, LOGICAL UNIT
+    NOT READY, MANUAL INTERVENTION REQUIRED (SPC-4 Annex D, 02/04/03). Reservation commands
+    included: without its persistent reservation state the LU must not answer as if it had none
+    (issue #10 item 11)."""
+    if lu.unavailable is not None and not spec.any_lun:
+        raise CheckCondition(SenseReason.NOT_READY_MANUAL_INTERVENTION)
 
 
 def _sanitize_gate(lu: LogicalUnit, spec: CommandSpec, cdb: bytes) -> None:

@@ -138,6 +138,11 @@ class LogicalUnit:
         #: asks the transport whether a nexus is still there; it may report the nexus lost (and
         #: call nexus_gone) when its connection has already ended but that was not processed yet
         self.nexus_alive: Callable[[Nexus], bool] | None = None
+        #: why this LU cannot be served (None: it can): its storage was refused or could not be
+        #: opened, or its persistent reservations could not be read. Such an LU stays in the LUN
+        #: map and answers only INQUIRY, REPORT LUNS and REQUEST SENSE; everything else gets NOT
+        #: READY, MANUAL INTERVENTION REQUIRED (core._ready_gate, issue #10 items 2 and 11).
+        self.unavailable: str | None = None
         self.sanitize_state = SANITIZE_IDLE
         #: the sanitize operation running, or the last one (SBC-4 §4.11); see run_sanitize()
         self.sanitize_job: SanitizeJob | None = None
@@ -378,6 +383,8 @@ class LogicalUnit:
         """What REQUEST SENSE reports about sanitize: NOT READY, SANITIZE IN PROGRESS with the
         progress while one runs (SBC-4 §4.11.2); MEDIUM ERROR, SANITIZE COMMAND FAILED in failure
         mode (§4.11.4); None otherwise."""
+        if self.unavailable is not None:  # SPC-4 §6.39: the condition a command would report
+            return build_sense(SenseReason.NOT_READY_MANUAL_INTERVENTION, descriptor=descriptor)
         state = self.sanitize_state
         if state == SANITIZE_RUNNING:
             return SanitizeInProgress(self.sanitize_progress()).sense(descriptor)

@@ -59,6 +59,10 @@ class SenseReason(enum.Enum):
     SPACE_ALLOCATION_FAILED_WRITE_PROTECT = (DATA_PROTECT, 0x27, 0x07)
     # NOT READY
     SANITIZE_IN_PROGRESS = (NOT_READY, 0x04, 0x1B)
+    #: the LU's storage cannot be served until the operator acts (SPC-4 Annex D, 04h/03h LOGICAL
+    #: UNIT NOT READY, MANUAL INTERVENTION REQUIRED): its path was refused, or its persistent
+    #: reservations cannot be read (issue #10 items 2 and 11)
+    NOT_READY_MANUAL_INTERVENTION = (NOT_READY, 0x04, 0x03)
     # MEDIUM ERROR / HARDWARE ERROR
     WRITE_ERROR = (MEDIUM_ERROR, 0x0C, 0x00)
     UNRECOVERED_READ_ERROR = (MEDIUM_ERROR, 0x11, 0x00)

@@ -1,19 +1,27 @@
 """Opening extents: model `Extent` -> storage backend + SCSI logical unit.
 
 The only place that knows how an API extent (File / Disk / ZVOL, filesize strings, rpm choices,
-`pblocksize`) turns into a backend and an `LuIdentity`.
+`pblocksize`) turns into a backend and an `LuIdentity`, and where extents are opened confined to
+the server's roots (issue #10 items 1-2): every open resolves the path, refuses what lies outside
+the root or is not a regular file / block device (`model.extents.StoragePolicy`), opens the
+resolved path without following a last symlink and without blocking (a FIFO) or taking a terminal,
+then checks the DESCRIPTOR: same inode as the checked name, and the kernel's own path of it
+(/proc/self/fd) still under the root. So a symlink swapped in after the check cannot make the
+target serve a file outside the root. The backend is built on that descriptor.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 
 from ..model import Extent
 from ..model.config import EXTENT_FILE
-from ..model.extents import parse_filesize
+from ..model.extents import StoragePolicy, forbidden, kind_problem, parse_filesize, storage_identity, within
 from ..scsi.lu import LogicalUnit, LuIdentity
-from ..storage import Backend, open_backend
+from ..storage import Backend, MemoryBackend, open_backend
 
 #: physical block size we report when pblocksize reporting is enabled for file extents, bytes
 #: (FreeNAS/ctld reported the ZFS recordsize; 4 KiB matches modern disks and page size)
@@ -50,11 +58,17 @@ def identity_of(ext: Extent) -> LuIdentity:
 
 @dataclass
 class LiveExtent:
-    """An open extent: what the model says, its backend and its logical unit."""
+    """An open extent: what the model says, its backend and its logical unit. `problem` says why
+    it is not served (its LU answers NOT READY, issue #10 item 2), None when it is; `identity` is
+    the storage_identity() of the open file or device; `created` the paths the open created (a
+    refused apply removes them, issue #10 item 10)."""
 
     extent: Extent
     backend: Backend
     lu: LogicalUnit
+    identity: tuple[int, ...] | None = None
+    problem: str | None = None
+    created: list[str] = field(default_factory=list)
 
     def same_storage(self, other: Extent) -> bool:
         """True if `other` can keep using this backend (only identity/size details changed)."""
@@ -62,32 +76,136 @@ class LiveExtent:
         return (e.path, e.type, e.blocksize, e.ro) == (other.path, other.type, other.blocksize, other.ro)
 
 
-def create_backing_file(path: str, size: int) -> None:
+class ExtentRefused(Exception):
+    """The extent's path may not be served (outside its root, wrong kind of file, swapped)."""
+
+
+def not_ready(ext: Extent, problem: str) -> LiveExtent:
+    """An extent that cannot be served: its LUN exists and answers NOT READY with `problem`."""
+    lu = LogicalUnit(MemoryBackend(0, ext.blocksize, read_only=True), identity_of(ext))
+    lu.unavailable = problem
+    return LiveExtent(ext, lu.backend, lu, problem=problem)
+
+
+def remove_created(paths: list[str]) -> None:
+    """Undo create_backing_file(): the file, then the folders it made, deepest first."""
+    for path in reversed(paths):
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+        except OSError:
+            pass  # not ours any more (a folder something else now uses): leave it
+
+
+def create_backing_file(path: str, size: int) -> list[str]:
     """Spec Part B.2.5: missing parent folders and a missing file are created (sparse, `size`
-    bytes); an existing file is left as it is."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    bytes); an existing file is left as it is. Returns what it created (folders top down, then
+    the file); on failure removes it again and raises (issue #10 item 10)."""
+    created: list[str] = []
+    missing = []
+    parent = os.path.dirname(path) or "."
+    while not os.path.lexists(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, BACKING_FILE_MODE)
-    except FileExistsError:
-        return
-    try:
-        os.ftruncate(fd, size)
-    finally:
-        os.close(fd)
+        for folder in reversed(missing):
+            os.mkdir(folder)
+            created.append(folder)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         BACKING_FILE_MODE)
+        except FileExistsError:
+            return created
+        created.append(path)
+        try:
+            os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+    except BaseException:
+        remove_created(created)
+        raise
+    return created
 
 
-def open_extent(ext: Extent) -> LiveExtent:
-    """Blocking: open (and for File extents create, sparse) the extent's backing store."""
+def _roots(ext: Extent, policy: StoragePolicy) -> list[str]:
     if ext.type == EXTENT_FILE:
-        size = parse_filesize(ext.filesize)
-        if size:
-            create_backing_file(ext.path, size)
-        backend = open_backend(
-            "file", ext.path, block_size=ext.blocksize, read_only=ext.ro,
-            size_bytes=size or None, create=not ext.ro,
-        )
-    else:
-        backend = open_backend(
-            "device", ext.path, block_size=ext.blocksize, read_only=ext.ro, size_bytes=None, create=False
-        )
-    return LiveExtent(ext, backend, LogicalUnit(backend, identity_of(ext)))
+        return [os.path.realpath(r) for r in policy.extent_roots]
+    return [os.path.realpath(policy.device_root)]
+
+
+def _confined(real: str, roots: list[str]) -> bool:
+    return any(within(real, r) for r in roots) and not forbidden(real)
+
+
+def resolve_confined(ext: Extent, policy: StoragePolicy) -> str:
+    """The extent's path with every symlink resolved, or ExtentRefused if that is outside its root."""
+    real = os.path.realpath(ext.path)
+    if not _confined(real, _roots(ext, policy)):
+        where = "an extent root" if ext.type == EXTENT_FILE else f"the device root {policy.device_root}"
+        raise ExtentRefused(f"{ext.path} resolves to {real}, outside {where}")
+    return real
+
+
+def _kernel_path(fd: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+
+
+def open_confined(ext: Extent, policy: StoragePolicy) -> tuple[int, os.stat_result]:
+    """Open the extent's file or device for serving; ExtentRefused (or OSError) if it may not be.
+
+    The checks that decide are made on the opened descriptor (issue #10 item 2)."""
+    disk = ext.type != EXTENT_FILE
+    real = resolve_confined(ext, policy)
+    named = os.stat(real)
+    problem = kind_problem(named.st_mode, disk, policy.allow_file_devices, ext.path)
+    if problem:
+        raise ExtentRefused(problem)
+    flags = (os.O_RDONLY if ext.ro else os.O_RDWR) | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK
+    fd = os.open(real, flags)
+    try:
+        st = os.fstat(fd)
+        problem = kind_problem(st.st_mode, disk, policy.allow_file_devices, ext.path)
+        if problem:
+            raise ExtentRefused(problem)
+        if storage_identity(st) != storage_identity(named) or stat.S_IFMT(st.st_mode) != stat.S_IFMT(named.st_mode):
+            raise ExtentRefused(f"{ext.path} changed while it was being opened")
+        opened = _kernel_path(fd)
+        if opened is None:  # no /proc: the name must still lead to what was opened
+            opened = os.path.realpath(ext.path)
+            if storage_identity(os.stat(opened)) != storage_identity(st):
+                raise ExtentRefused(f"{ext.path} changed while it was being opened")
+        if not _confined(opened, _roots(ext, policy)):
+            raise ExtentRefused(f"{ext.path} opened {opened}, outside its root")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def open_extent(ext: Extent, policy: StoragePolicy) -> LiveExtent:
+    """Blocking: open (and for File extents create, sparse) the extent's backing store, confined
+    to `policy`'s roots. Raises ExtentRefused, OSError or StorageError, leaving nothing created."""
+    created: list[str] = []
+    try:
+        if ext.type == EXTENT_FILE:
+            size = parse_filesize(ext.filesize)
+            if size:
+                created = create_backing_file(resolve_confined(ext, policy), size)
+            fd, st = open_confined(ext, policy)
+            backend = open_backend("file", ext.path, block_size=ext.blocksize, read_only=ext.ro,
+                                   size_bytes=size or None, create=False, fd=fd)
+        else:
+            fd, st = open_confined(ext, policy)
+            backend = open_backend("device", ext.path, block_size=ext.blocksize, read_only=ext.ro,
+                                   size_bytes=None, create=False, fd=fd)
+    except BaseException:
+        remove_created(created)
+        raise
+    return LiveExtent(ext, backend, LogicalUnit(backend, identity_of(ext)), storage_identity(st), created=created)
+

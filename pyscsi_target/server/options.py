@@ -10,6 +10,8 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..model.extents import StoragePolicy
+
 #: default data directory (relative to the working directory), issue #2
 DEFAULT_DATA_DIR = "./pyscsi-data"
 #: port of `--api` when only a host is given (FreeNAS's and hypercorn's usual HTTP port)
@@ -67,6 +69,9 @@ class ServerOptions:
     api_password_file: Path | None = None
     extent_roots: list[Path] = field(default_factory=list)
     device_root: Path = field(default_factory=lambda: Path(DEFAULT_DEVICE_ROOT))
+    #: regular files under the device root may back Disk/ZVOL extents (issue #10 item 1: off by
+    #: default, block devices only)
+    allow_file_devices: bool = False
     demo: bool = False
     demo_portal: str = DEFAULT_DEMO_PORTAL
     log_level: str = "INFO"
@@ -120,6 +125,11 @@ class ServerOptions:
     def resolved_extent_roots(self) -> list[Path]:
         roots = self.extent_roots or [self.data_dir / "extents"]
         return [Path(r).resolve() for r in roots]
+
+    def storage_policy(self) -> StoragePolicy:
+        """Where extents may live, for the API's checks and the server's opens alike."""
+        return StoragePolicy(tuple(str(p) for p in self.resolved_extent_roots()), str(self.device_root.absolute()),
+                             self.allow_file_devices)
 
     @property
     def config_db(self) -> Path:

@@ -29,12 +29,15 @@ class PrStore:
         return self.dir / f"{safe}.json"
 
     def load(self, naa: str) -> dict[str, Any] | None:
+        """The saved state, None if there is none; OSError or ValueError if it cannot be read."""
         try:
             with open(self._path(naa), encoding="utf-8") as f:
                 data = json.load(f)
         except FileNotFoundError:
             return None
-        return data if isinstance(data, dict) else None
+        if not isinstance(data, dict):  # unreadable is not "no reservations" (issue #10 item 11)
+            raise ValueError(f"{self._path(naa)}: not a JSON object")
+        return data
 
     def save(self, naa: str, state: dict[str, object]) -> None:
         """Called by the SCSI core before a PR OUT completes; OSError fails that command."""

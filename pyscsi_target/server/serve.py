@@ -65,6 +65,7 @@ async def serve_api(service: TargetService, options: ServerOptions, *,
         password=password,
         extent_roots=[str(p) for p in options.resolved_extent_roots()],
         device_root=str(options.device_root),
+        allow_file_devices=options.allow_file_devices,
         version=__version__,
     )
     host, _ = split_host_port(options.api, DEFAULT_API_PORT)
@@ -95,7 +96,7 @@ async def _serve_claimed(options: ServerOptions, *, task_status: trio.TaskStatus
         root.mkdir(parents=True, exist_ok=True)
     store = ConfigStore(options.config_db)
     try:
-        service = TargetService(store)
+        service = TargetService(store, policy=options.storage_policy())
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
             if options.demo and service.config.is_empty():

@@ -4,6 +4,8 @@ It holds the configuration being served, the open extents, the portal listeners 
 registry, and makes the live target match each new configuration (spec Part B.2):
 1. open what the new configuration needs (extents, listening sockets); on failure undo and raise
    `ApplyError` naming the API field, changing nothing;
+   (an extent whose storage is refused or whose persistent reservations cannot be read is kept
+   as a NOT READY LU with the reason, `extent_problems()`, and retried at every later apply);
 2. persist it (one SQLite transaction);
 3. switch over: start new listeners, stop removed ones, end sessions of deleted targets/portals,
    raise unit attentions (REPORTED LUNS DATA HAS CHANGED, CAPACITY DATA HAS CHANGED), close
@@ -24,13 +26,13 @@ import trio
 
 from ..model import ApplyError, Config, ConfigStore, Extent, Portal, SessionInfo
 from ..model.config import EXTENT_FILE
-from ..model.extents import parse_filesize
+from ..model.extents import MSG_SHRINK, StoragePolicy, parse_filesize
 from ..scsi.lu import LogicalUnit
 from ..scsi.sense import SenseReason
 from ..scsi.types import Nexus
 from .admission import Admission
 from .connection import ConnectionHandler, tune_socket
-from .extents import LiveExtent, identity_of, open_extent
+from .extents import LiveExtent, identity_of, not_ready, open_extent, remove_created
 from .prstore import PrStore
 from .sessions import SessionRegistry
 
@@ -82,12 +84,17 @@ class TargetService:
     """Implements `model.TargetControl`."""
 
     def __init__(self, store: ConfigStore | None, *,
-                 extent_opener: Callable[[Extent], LiveExtent] = open_extent,
-                 pr_store: PrStore | None = None) -> None:
-        """`extent_opener` (blocking, run in a worker thread) turns a model Extent into a live one;
-        tests pass one that builds backends with fault-injection hooks (FileBackend `flush_fn`)."""
+                 extent_opener: Callable[[Extent], LiveExtent] | None = None,
+                 pr_store: PrStore | None = None,
+                 policy: StoragePolicy | None = None) -> None:
+        """`policy`: where extents may live (--extent-root, --device-root, --allow-file-devices;
+        without one no File extent is served and Disk extents only from /dev). `extent_opener`
+        (blocking, run in a worker thread) turns a model Extent into a live one, by default
+        `open_extent` under `policy`; tests pass one that builds backends with fault-injection
+        hooks (FileBackend `flush_fn`)."""
         self.store = store
-        self._extent_opener = extent_opener
+        self.policy = policy if policy is not None else StoragePolicy(())
+        self._extent_opener = extent_opener or self._open_confined
         if pr_store is None and store is not None:
             pr_store = PrStore(store.path.parent)
         self.pr_store = pr_store
@@ -135,6 +142,10 @@ class TargetService:
                 )
             )
         return out
+
+    def extent_problems(self) -> dict[int, str]:
+        """Extent id -> why that enabled extent is not served (its LU answers NOT READY)."""
+        return {eid: live.problem for eid, live in self.extents.items() if live.problem is not None}
 
     # -- queries used by connections ------------------------------------------------------------------
     def lun_map(self, target_id: int) -> dict[int, LogicalUnit]:
@@ -186,37 +197,109 @@ class TargetService:
             if persist and self.store is not None:
                 await trio.to_thread.run_sync(self.store.save, new)
         except BaseException:
-            for live in opened.values():
-                await trio.to_thread.run_sync(live.backend.close)
+            for live in opened.values():  # nothing of a refused change stays (spec Part B §B.2.2)
+                await trio.to_thread.run_sync(_close_and_undo, live)
             for s in bound.values():
                 s.close()
             raise
         self._switch(old, new, opened, resized, bound, want)
 
+    def _open_confined(self, ext: Extent) -> LiveExtent:
+        return open_extent(ext, self.policy)
+
     async def _open_extents(
         self, new: Config, opened: dict[int, LiveExtent], resized: list[LiveExtent], *, strict: bool
     ) -> None:
+        """Open what `new` needs. A new or changed extent that cannot be opened refuses the change
+        when `strict` (an API apply); at start-up, and for an unchanged extent that was not
+        served, it becomes a NOT READY LU with the reason (issue #10 item 2)."""
+        refusing: set[int] = set()
         for eid, ext in new.extents.items():
             if not ext.enabled:
                 continue
             live = self.extents.get(eid)
-            if live is not None and live.same_storage(ext):
+            unchanged = live is not None and live.same_storage(ext)
+            if live is not None and unchanged and live.problem is None:
                 if ext.type == EXTENT_FILE and ext.filesize != live.extent.filesize:
-                    size = parse_filesize(ext.filesize)
-                    if size and size != live.backend.size_bytes:
-                        try:
-                            await trio.to_thread.run_sync(live.backend.resize, size)
-                        except Exception as exc:
-                            raise ApplyError.on("iscsi_target_extent_filesize", f"Cannot resize: {exc}") from exc
-                        resized.append(live)
+                    await self._resize(live, ext, resized)
                 continue
-            try:
-                opened[eid] = await trio.to_thread.run_sync(self._extent_opener, ext)
-            except Exception as exc:
-                field = "iscsi_target_extent_path" if ext.type == EXTENT_FILE else "iscsi_target_extent_disk"
-                if strict:
-                    raise ApplyError.on(field, f"Cannot open {ext.path}: {exc}") from exc
-                log.error("extent %r: cannot open %s: %s", ext.name, ext.path, exc)
+            if strict and not unchanged:
+                refusing.add(eid)
+            fresh = await self._open_one(ext, strict=eid in refusing)
+            if live is not None and unchanged and fresh.problem is not None:
+                # still not servable: keep the LU the initiators know (no REPORTED LUNS DATA
+                # HAS CHANGED at every apply), with the latest reason
+                await trio.to_thread.run_sync(_close_and_undo, fresh)
+                live.problem = live.lu.unavailable = fresh.problem
+                continue
+            opened[eid] = fresh
+        await self._refuse_shared(new, opened, refusing)
+
+    async def _resize(self, live: LiveExtent, ext: Extent, resized: list[LiveExtent]) -> None:
+        """Growing is live (CAPACITY DATA HAS CHANGED); shrinking would destroy the data past the
+        new end under the initiators, so it is refused (issue #10 item 9)."""
+        size = parse_filesize(ext.filesize)
+        current = live.backend.size_bytes
+        if not size or size == current:
+            return
+        if size < current:
+            raise ApplyError.on("iscsi_target_extent_filesize", MSG_SHRINK.format(current=current))
+        try:
+            await trio.to_thread.run_sync(live.backend.resize, size)
+        except Exception as exc:
+            raise ApplyError.on("iscsi_target_extent_filesize", f"Cannot resize: {exc}") from exc
+        resized.append(live)
+
+    async def _open_one(self, ext: Extent, *, strict: bool) -> LiveExtent:
+        try:
+            live = await trio.to_thread.run_sync(self._extent_opener, ext)
+        except Exception as exc:
+            if strict:
+                raise ApplyError.on(_path_field(ext), f"Cannot open {ext.path}: {exc}") from exc
+            live = not_ready(ext, f"cannot open {ext.path}: {exc}")
+        else:
+            problem = await trio.to_thread.run_sync(self._load_pr_state, live)
+            if problem is not None:
+                live.problem = live.lu.unavailable = problem
+        if live.problem is not None:
+            log.error("extent %r is not served (LUN not ready): %s", ext.name, live.problem)
+        return live
+
+    def _load_pr_state(self, live: LiveExtent) -> str | None:
+        """Install the saved persistent reservations (APTPL); the reason when they cannot be read:
+        serving the LU as if it had none would break a cluster's fencing (issue #10 item 11)."""
+        store, naa = self.pr_store, live.extent.naa
+        if store is None or not naa:
+            return None
+        try:
+            saved = store.load(naa)
+            if saved is not None:
+                live.lu.load_pr_state(saved)
+        except Exception as exc:
+            return f"cannot read its persistent reservations: {exc}"
+        return None
+
+    async def _refuse_shared(self, new: Config, opened: dict[int, LiveExtent], refusing: set[int]) -> None:
+        """No two served extents on one file or device (issue #10 item 3): an opened extent whose
+        storage an extent already served (or opened earlier, lower id first) uses is refused."""
+        served: dict[tuple[int, ...], str] = {}
+        for eid, live in self.extents.items():
+            ext = new.extents.get(eid)
+            if eid not in opened and ext is not None and ext.enabled and live.identity is not None:
+                served[live.identity] = ext.name
+        for eid in sorted(opened):
+            live = opened[eid]
+            if live.identity is None:
+                continue
+            other = served.setdefault(live.identity, live.extent.name)
+            if other == live.extent.name:
+                continue
+            reason = f'{live.extent.path} is the file or device of extent "{other}"'
+            if eid in refusing:
+                raise ApplyError.on(_path_field(live.extent), f"This file is already used by extent \"{other}\".")
+            await trio.to_thread.run_sync(_close_and_undo, live)
+            opened[eid] = not_ready(live.extent, reason)
+            log.error("extent %r is not served (LUN not ready): %s", live.extent.name, reason)
 
     async def _bind(self, addr: Address, *, strict: bool) -> trio.socket.SocketType:
         try:
@@ -275,19 +358,14 @@ class TargetService:
                 self._nursery.start_soon(trio.to_thread.run_sync, _flush_and_close, live)
 
     def _attach_lu_hooks(self, live: LiveExtent) -> None:
-        """Persistent reservations that survive restarts, and EXTENDED COPY between LUs."""
+        """Persistent reservations that survive restarts (loaded when opened), and EXTENDED COPY
+        between LUs."""
         lu = live.lu
         lu.copy_resolver = self._lu_by_designator
         lu.nexus_alive = self._nexus_alive
         store, naa = self.pr_store, live.extent.naa
-        if store is None or not naa:
+        if store is None or not naa or live.problem is not None:
             return
-        try:
-            saved = store.load(naa)
-            if saved is not None:
-                lu.load_pr_state(saved)
-        except (OSError, ValueError) as exc:
-            log.error("extent %r: ignoring unreadable persistent reservations: %s", live.extent.name, exc)
         lu.on_pr_change = lambda state: store.save(naa, state)
 
     def abort_preempted(self, preempted: list[tuple[str, str | None]], lun: int,
@@ -414,6 +492,16 @@ class TargetService:
 
     def addresses(self) -> Iterable[Address]:
         return [lst.sock.getsockname()[:2] for lst in self.listeners.values()]
+
+
+def _path_field(ext: Extent) -> str:
+    return "iscsi_target_extent_path" if ext.type == EXTENT_FILE else "iscsi_target_extent_disk"
+
+
+def _close_and_undo(live: LiveExtent) -> None:
+    """Close an extent a refused change opened, and remove what opening it created."""
+    live.backend.close()
+    remove_created(live.created)
 
 
 def _flush_and_close(live: LiveExtent) -> None:

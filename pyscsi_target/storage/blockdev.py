@@ -55,7 +55,9 @@ def _device_discards(st: os.stat_result) -> bool:
 
 class BlockDeviceBackend(Backend):
     """A block device, zvol or regular file, addressed with preadv/pwritev. Only whole blocks are
-    exposed. `sync_fn` is the fault-injection hook for flush (default os.fdatasync)."""
+    exposed. `sync_fn` is the fault-injection hook for flush (default os.fdatasync). `fd`: an
+    already-open descriptor of the device or file (the backend owns it from now on, also when this
+    raises); `path` then only names it in messages."""
 
     def __init__(
         self,
@@ -63,6 +65,7 @@ class BlockDeviceBackend(Backend):
         block_size: int = DEFAULT_BLOCK_SIZE,
         read_only: bool = False,
         sync_fn: SyncFn = os.fdatasync,
+        fd: int | None = None,
     ) -> None:
         self.block_size = check_block_size(block_size)
         self.read_only = read_only
@@ -73,10 +76,13 @@ class BlockDeviceBackend(Backend):
         self._nowait = True  # read_nowait() can ask the page cache (until EOPNOTSUPP says no)
         self._stalls = StallGuard()
         flags = (os.O_RDONLY if read_only else os.O_RDWR) | os.O_CLOEXEC
-        try:
-            self._fd = os.open(self.path, flags)
-        except OSError as err:
-            raise StorageError(f"{self.path}: cannot open: {err.strerror}") from err
+        if fd is not None:
+            self._fd = fd
+        else:
+            try:
+                self._fd = os.open(self.path, flags)
+            except OSError as err:
+                raise StorageError(f"{self.path}: cannot open: {err.strerror}") from err
         try:
             self._setup()
         except BaseException:

@@ -2,7 +2,8 @@
 
 Data path (measured, docs/performance.md "Storage"): `read()` is one pread(2) into a fresh
 buffer and `write()` one pwritev(2) from the caller's buffer, through the page cache. The file is
-also mapped (MAP_SHARED) to make ranges durable with msync(MS_SYNC) through the `flush_fn` hook,
+also mapped (MAP_SHARED through `_mapping.Mapping`, which needs no second descriptor) to make
+ranges durable with msync(MS_SYNC) through the `flush_fn` hook,
 and the event loop's large reads (`read_nowait()` of MAPPED_READ_MIN or more, every page resident
 by mincore) are views of it, sent without a copy; the entries those reads add to the page tables
 are dropped every MAPPED_TRIM_BYTES. Nothing else is loaded or stored through the mapping, so:
@@ -48,6 +49,7 @@ from ._common import (
     check_block_size,
     check_pattern,
 )
+from ._mapping import Mapping
 from .base import Backend, Buffer, MediumError, NoSpace, OutOfRange, ReadOnly, StorageError, WouldBlock
 
 #: Default logical block size, in bytes (SBC-4 §4.5).
@@ -64,10 +66,10 @@ MAPPED_READ_MIN = 64 * 1024
 MAPPED_TRIM_BYTES = 64 * 1024 * 1024
 
 #: Makes a byte range of a shared mapping durable; raises OSError on failure.
-FlushFn = Callable[[mmap.mmap, int, int], None]
+FlushFn = Callable[[Mapping, int, int], None]
 
 
-def msync_range(mapping: mmap.mmap, offset: int, length: int) -> None:
+def msync_range(mapping: Mapping, offset: int, length: int) -> None:
     """msync(MS_SYNC): on Linux this writes back the range's dirty pages and waits for them,
     including the block-map updates needed to read them back (vfs_fsync_range, datasync)."""
     mapping.flush(offset, length)
@@ -89,11 +91,24 @@ def _open_fd(path: str, read_only: bool, create: bool) -> int:
     return fd
 
 
+def _adopt_fd(path: str, fd: int) -> int:
+    """Take over an open descriptor; it must be a regular file (closed if not)."""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StorageError(f"{path}: not a regular file (use the device backend for devices)")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class FileBackend(Backend):
     """A regular file as an extent. Only whole blocks are exposed (a tail shorter than one block
     is ignored). `size_bytes` (None or 0: keep the file's size) grows a smaller file, sparsely;
     a larger existing file is never shrunk on open. `create` makes a missing file (ignored when
-    `read_only`). `flush_fn` is the fault-injection hook: the call that syncs a mapped range."""
+    `read_only`). `flush_fn` is the fault-injection hook: the call that syncs a mapped range.
+    `fd`: an already-open descriptor of the file (the backend owns it from now on, also when
+    this raises); `path` then only names it in messages. The backend holds one descriptor."""
 
     def __init__(
         self,
@@ -103,6 +118,7 @@ class FileBackend(Backend):
         size_bytes: int | None = None,
         create: bool = False,
         flush_fn: FlushFn = msync_range,
+        fd: int | None = None,
     ) -> None:
         self.block_size = check_block_size(block_size)
         self.read_only = read_only
@@ -110,18 +126,20 @@ class FileBackend(Backend):
         self._flush_fn = flush_fn
         self._latch = FaultLatch()
         self._closed = ClosedGuard(f"file backend {self.path}")
-        self._mm: mmap.mmap | None = None  # for msync and resident large reads
+        self._mm: Mapping | None = None  # for msync and resident large reads
         self._view = memoryview(b"")
         self._address = 0  # where the mapping starts, for mincore
-        self._retired: list[mmap.mmap] = []  # mappings replaced while read_nowait() views were alive
+        self._retired: list[Mapping] = []  # mappings replaced while read_nowait() views were alive
         self._mapped_reads = 0  # bytes served through the mapping since it was last trimmed
         self._length = 0  # bytes exposed: whole blocks of the file
         self._nowait = True  # read_nowait() can ask the page cache (until EOPNOTSUPP says no)
         self._stalls = StallGuard()
         self._meta_dirty = False
         if size_bytes is not None and (not isinstance(size_bytes, int) or size_bytes < 0):
+            if fd is not None:
+                os.close(fd)
             raise StorageError(f"size {size_bytes!r} must be a non-negative integer")
-        self._fd = _open_fd(self.path, read_only, create)
+        self._fd = _open_fd(self.path, read_only, create) if fd is None else _adopt_fd(self.path, fd)
         try:
             self._grow_to(size_bytes)
             size = os.fstat(self._fd).st_size
@@ -163,29 +181,22 @@ class FileBackend(Backend):
         if length == 0:  # mmap cannot map zero bytes: an empty extent needs no mapping
             self._mm = None
             return
-        prot = mmap.PROT_READ if self.read_only else mmap.PROT_READ | mmap.PROT_WRITE
         try:
-            self._mm = mmap.mmap(self._fd, length, flags=mmap.MAP_SHARED, prot=prot)
+            self._mm = Mapping(self._fd, length, writable=not self.read_only)
         except OSError as err:
             raise StorageError(f"{self.path}: cannot map {length} bytes: {err.strerror}") from err
-        self._view = memoryview(self._mm)
-        self._address = np.frombuffer(self._mm, dtype=np.uint8, count=1).ctypes.data
+        self._view = self._mm.view
+        self._address = self._mm.address
 
     def _unmap_file(self) -> bool:
         """Drop the mapping; closes every old one no read_nowait() view still uses. True if none
         is left open (views of a closed mapping would fault, so the others wait for their views)."""
-        self._view.release()
         if self._mm is not None:
             self._retired.append(self._mm)
         self._mm, self._view, self._length = None, memoryview(b""), 0
-        still_used = []
-        for old in self._retired:
-            try:
-                old.close()
-            except BufferError:  # a view is still being sent: unmapped when it goes
-                still_used.append(old)
-        self._retired = still_used
-        return not still_used
+        # a mapping a view still being sent uses is unmapped when that view goes
+        self._retired = [old for old in self._retired if not old.close()]
+        return not self._retired
 
     # ---- checks ------------------------------------------------------------------------------
 

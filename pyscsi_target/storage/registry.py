@@ -6,6 +6,7 @@ zvol, or a regular file through pread/pwrite), "memory" (MemoryBackend: RAM, `pa
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from ._common import check_block_size
@@ -14,26 +15,32 @@ from .blockdev import BlockDeviceBackend
 from .file import FileBackend
 from .memory import MemoryBackend
 
-Opener = Callable[[str, int, bool, "int | None", bool], Backend]
+Opener = Callable[[str, int, bool, "int | None", bool, "int | None"], Backend]
 
 
-def _open_file(path: str, block_size: int, read_only: bool, size_bytes: int | None, create: bool) -> Backend:
-    return FileBackend(path, block_size, read_only, size_bytes=size_bytes, create=create)
+def _open_file(path: str, block_size: int, read_only: bool, size_bytes: int | None, create: bool,
+               fd: int | None) -> Backend:
+    return FileBackend(path, block_size, read_only, size_bytes=size_bytes, create=create, fd=fd)
 
 
 def _open_device(
-    path: str, block_size: int, read_only: bool, size_bytes: int | None, create: bool
+    path: str, block_size: int, read_only: bool, size_bytes: int | None, create: bool, fd: int | None
 ) -> Backend:
-    if create:
-        raise StorageError(f"{path}: a device extent cannot be created, it must exist")
-    if size_bytes:  # None or 0 ("auto", as FreeNAS writes it): the size is the device's
+    if create or size_bytes:
+        if fd is not None:
+            os.close(fd)
+        if create:
+            raise StorageError(f"{path}: a device extent cannot be created, it must exist")
+        # None or 0 ("auto", as FreeNAS writes it): the size is the device's
         raise StorageError(f"{path}: a device extent's size is the device's; do not give one")
-    return BlockDeviceBackend(path, block_size, read_only)
+    return BlockDeviceBackend(path, block_size, read_only, fd=fd)
 
 
 def _open_memory(
-    path: str, block_size: int, read_only: bool, size_bytes: int | None, create: bool
+    path: str, block_size: int, read_only: bool, size_bytes: int | None, create: bool, fd: int | None
 ) -> Backend:
+    if fd is not None:
+        os.close(fd)  # RAM needs no file
     if size_bytes is None:
         raise StorageError("a memory extent needs size_bytes")
     if not isinstance(size_bytes, int) or size_bytes < 0:
@@ -50,11 +57,20 @@ KINDS: dict[str, Opener] = {
 
 
 def open_backend(
-    kind: str, path: str, *, block_size: int, read_only: bool, size_bytes: int | None, create: bool
+    kind: str, path: str, *, block_size: int, read_only: bool, size_bytes: int | None, create: bool,
+    fd: int | None = None,
 ) -> Backend:
-    """Open an extent's storage. Raises StorageError for an unknown kind or bad arguments."""
+    """Open an extent's storage. Raises StorageError for an unknown kind or bad arguments.
+
+    `fd`: build the backend on this already-open descriptor instead of opening `path` (the server
+    opens extents itself, confined to its roots); the backend owns it, also when this raises."""
     opener = KINDS.get(kind)
-    if opener is None:
-        raise StorageError(f"unknown backend kind {kind!r}; known: {', '.join(sorted(KINDS))}")
-    check_block_size(block_size)
-    return opener(path, block_size, read_only, size_bytes, create)
+    try:
+        if opener is None:
+            raise StorageError(f"unknown backend kind {kind!r}; known: {', '.join(sorted(KINDS))}")
+        check_block_size(block_size)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
+    return opener(path, block_size, read_only, size_bytes, create, fd)

@@ -11,7 +11,6 @@ torn, misdirected, stale or garbage block apart.
 from __future__ import annotations
 
 import errno
-import mmap
 import random
 import signal
 import struct
@@ -34,6 +33,7 @@ from pyscsi_target.server.connection import ConnectionHandler
 from pyscsi_target.server.demo import demo_config
 from pyscsi_target.server.extents import LiveExtent, identity_of
 from pyscsi_target.server.service import TargetService
+from pyscsi_target.storage._mapping import Mapping
 from pyscsi_target.storage.file import FileBackend, msync_range
 from tests.initiator import Initiator
 from tests.support import Running, demo_options
@@ -236,7 +236,7 @@ class FlushHook:
         self.gate.set()
         self.waiting = threading.Event()
 
-    def __call__(self, mapping: mmap.mmap, offset: int, length: int) -> None:
+    def __call__(self, mapping: Mapping, offset: int, length: int) -> None:
         if not self.gate.is_set():
             self.waiting.set()
             if not self.gate.wait(GATE_TIMEOUT_S):

@@ -74,13 +74,14 @@ class Built:
 
 def api_options(root: Path) -> ServerOptions:
     """An empty data dir, the API on a free loopback port, and a device root holding a regular
-    file that stands in for the zvol (spec Part B §B.2.6)."""
+    file that stands in for the zvol (spec Part B §B.2.6, with --allow-file-devices)."""
     zvol = root / "dev" / ZVOL
     zvol.parent.mkdir(parents=True, exist_ok=True)
     if not zvol.exists():
         with open(zvol, "wb") as f:
             f.truncate(ZVOL_BYTES)
-    return ServerOptions(data_dir=root / "data", api=f"127.0.0.1:{free_port()}", device_root=root / "dev")
+    return ServerOptions(data_dir=root / "data", api=f"127.0.0.1:{free_port()}", device_root=root / "dev",
+                         allow_file_devices=True)
 
 
 @asynccontextmanager

@@ -32,6 +32,8 @@ class FakeControl:
         self.refuse: ApplyError | None = None
         self.applied: list[Config] = []
         self.live_sessions: list[SessionInfo] = []
+        #: extent id -> why it is not served, as extent_problems() reports it
+        self.problems: dict[int, str] = {}
         #: when set, apply() waits for this event, as a slow live change would
         self.gate: trio.Event | None = None
 
@@ -52,6 +54,9 @@ class FakeControl:
 
     def sessions(self) -> list[SessionInfo]:
         return list(self.live_sessions)
+
+    def extent_problems(self) -> dict[int, str]:
+        return dict(self.problems)
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -95,6 +100,7 @@ def make_api(tmp_path: Path, store: ConfigStore | None = None, **kw: Any) -> Api
     roots.mkdir(exist_ok=True)
     (devices / "zvol" / "tank").mkdir(parents=True, exist_ok=True)
     control = FakeControl(store)
+    kw.setdefault("allow_file_devices", True)  # the zvols here are regular files standing in
     app = create_app(
         control, password=PASSWORD, extent_roots=[str(roots)], device_root=str(devices), version=VERSION, **kw
     )

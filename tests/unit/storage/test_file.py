@@ -5,13 +5,13 @@ with outstanding reads, hole punching."""
 from __future__ import annotations
 
 import errno
-import mmap
 import os
 from pathlib import Path
 
 import pytest
 
 from pyscsi_target.storage import FileBackend, FlushFailed, MediumError, StorageError
+from pyscsi_target.storage._mapping import Mapping, is_mapped_view
 from pyscsi_target.storage.file import msync_range
 
 MiB = 1 << 20
@@ -42,7 +42,7 @@ def test_read_is_a_private_copy(tmp_path: Path) -> None:
     b = FileBackend(tmp_path / "x.img", size_bytes=8192, create=True)
     b.write(2, b"y" * 512)
     view = b.read(2, 1)
-    assert not isinstance(view.obj, mmap.mmap)
+    assert not is_mapped_view(view)
     b.write(2, b"z" * 512)
     assert bytes(view) == b"y" * 512  # a snapshot: later writes do not show through
     assert bytes(b.read(2, 1)) == b"z" * 512
@@ -149,7 +149,7 @@ class FailingFlush:
         self.failures = failures
         self.calls: list[tuple[int, int]] = []
 
-    def __call__(self, mapping: mmap.mmap, offset: int, length: int) -> None:
+    def __call__(self, mapping: Mapping, offset: int, length: int) -> None:
         self.calls.append((offset, length))
         if len(self.calls) <= self.failures:
             raise OSError(errno.EIO, os.strerror(errno.EIO))
@@ -230,3 +230,35 @@ def test_unmap_frees_disk_space_and_resize_stays_sparse(tmp_path: Path) -> None:
     assert os.stat(path).st_blocks == 128 * 4096 // 512
     assert list(b.allocation(0, b.num_blocks)) == [(0, 128, False), (128, 128, True), (256, 16128, False)]
     b.close()
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_mapped_file_extent_holds_one_descriptor(tmp_path: Path) -> None:
+    """Issue #10 item 11: mmap.mmap dup()ed the descriptor, so each File extent held two."""
+    before = _open_descriptors()
+    backends = [FileBackend(tmp_path / f"{i}.img", size_bytes=1 << 20, create=True) for i in range(8)]
+    assert all(b._mm is not None for b in backends)  # mapped, for msync and large reads
+    assert _open_descriptors() - before == len(backends)
+    for b in backends:
+        b.close()
+    assert _open_descriptors() == before
+
+
+def test_a_backend_built_on_an_open_descriptor_owns_it(tmp_path: Path) -> None:
+    path = tmp_path / "x.img"
+    path.write_bytes(b"\0" * 4096)
+    fd = os.open(path, os.O_RDWR)
+    b = FileBackend("named only in messages", fd=fd)
+    b.write(0, b"\1" * 512)
+    assert path.read_bytes()[:512] == b"\1" * 512
+    b.close()
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closed with the backend
+    not_regular = os.open(tmp_path, os.O_RDONLY)
+    with pytest.raises(StorageError, match="not a regular file"):
+        FileBackend("dir", fd=not_regular)
+    with pytest.raises(OSError):
+        os.fstat(not_regular)  # closed on refusal too
