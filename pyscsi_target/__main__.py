@@ -76,6 +76,8 @@ def _config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                    help="directory File extents must lie in, as for serve (repeatable; default DATA_DIR/extents)")
     i.add_argument("--device-root", type=Path, default=Path(DEFAULT_DEVICE_ROOT),
                    help="where Disk/ZVOL extents are looked up, as for serve (default %(default)s)")
+    i.add_argument("--allow-file-devices", action="store_true",
+                   help="accept regular files standing in for Disk/ZVOL devices, as for serve")
     for p in (e, i):
         p.add_argument("--data-dir", type=Path, default=Path(DEFAULT_DATA_DIR),
                        help="the server's data directory (default %(default)s)")
@@ -108,7 +110,8 @@ def _config_command(args: argparse.Namespace) -> int:
             sys.stdout.write(configtool.export_json(args.data_dir))
             return 0
         text = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-        options = ServerOptions(data_dir=args.data_dir, extent_roots=args.extent_root, device_root=args.device_root)
+        options = ServerOptions(data_dir=args.data_dir, extent_roots=args.extent_root, device_root=args.device_root,
+                                allow_file_devices=args.allow_file_devices)
         cfg = configtool.parse_backup(text, options)
         configtool.import_config(cfg, args.data_dir, replace=args.replace)
     except ConfigError as exc:  # like a 409 body: one line per field and message

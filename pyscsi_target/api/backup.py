@@ -50,7 +50,8 @@ def export_document(cfg: Config, version: str) -> dict[str, Any]:
     }
     for res in COLLECTION_RESOURCES:
         objects = getattr(cfg, res.collection)
-        doc[res.name] = [serialize(res.fields, objects[oid]) for oid in sorted(objects)]
+        stored = tuple(f for f in res.fields if not f.runtime)
+        doc[res.name] = [serialize(stored, objects[oid]) for oid in sorted(objects)]
     doc[NEXT_IDS_KEY] = dict(sorted(cfg.next_ids.items()))
     return doc
 

@@ -68,6 +68,8 @@ class Field:
     strip: bool = True
     #: get the output value from the model object (default: the attribute)
     output: Callable[[Any], Any] | None = None
+    #: a fact of the running target, not configuration (the extent's state): left out of backups
+    runtime: bool = False
 
     @property
     def required(self) -> bool:

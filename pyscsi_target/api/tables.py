@@ -96,7 +96,8 @@ EXTENT = (
           attr="enabled", default=True),
     Field("iscsi_target_extent_state", STRING,
           "Null while the extent is served (or disabled); otherwise why its LUN answers NOT READY.",
-          read_only=True, nullable=True, output=lambda e: api_state().control.extent_problems().get(e.id)),
+          read_only=True, nullable=True, runtime=True,
+          output=lambda e: api_state().control.extent_problems().get(e.id)),
 )
 
 INITIATOR = (

@@ -44,7 +44,7 @@ def parse_backup(text: str | bytes, options: ServerOptions) -> Config:
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
         raise ConfigError({NON_FIELD: [f"Not a JSON document: {exc}"]}) from exc
     roots = [str(r) for r in options.resolved_extent_roots()]
-    return import_document(doc, ValidationContext.of(roots, str(options.device_root)))
+    return import_document(doc, ValidationContext.of(roots, str(options.device_root), options.allow_file_devices))
 
 
 def import_config(cfg: Config, data_dir: Path, *, replace: bool) -> None:

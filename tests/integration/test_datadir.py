@@ -163,7 +163,9 @@ async def add_chap_target(api: ApiClient, extent_root: Path) -> None:
 
 
 async def api_view(api: ApiClient) -> dict[str, Any]:
-    view = {name: (await api.get(f"{ISCSI}/{name}/")).json() for name in RESOURCES}
+    """The configuration as the API shows it, less the running target's facts (extent state)."""
+    view = {name: [{k: v for k, v in obj.items() if k != "iscsi_target_extent_state"}
+                   for obj in (await api.get(f"{ISCSI}/{name}/")).json()] for name in RESOURCES}
     view["globalconfiguration"] = (await api.get(f"{ISCSI}/globalconfiguration/")).json()
     return view
 

@@ -123,3 +123,25 @@ def test_import_is_refused_while_the_directory_is_locked(tmp_path: Path, capsys:
     assert status == 1 and err == [f"pyscsi-target: data directory {data} is in use by pid {os.getpid()} "
                                    f"(lock {data}/lock); stop that server first"]
     assert not (data / "config.db").exists()
+
+
+def test_a_file_standing_in_for_a_disk_needs_allow_file_devices(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A backup of a server run with --allow-file-devices restores only with the same flag (issue #10
+    item 1): import validates like the server that will serve it."""
+    devices = tmp_path / "dev"
+    devices.mkdir()
+    (devices / "standin").write_bytes(b"\0" * 4096)
+    cfg = small_config(tmp_path / "extents")
+    cfg.extents[2] = Extent(id=2, name="d1", type="Disk", disk="standin", path=str(devices / "standin"),
+                            filesize="0", naa="0x6589cfc000000" + "2" * 19, serial="S2")
+    saved(tmp_path / "old", cfg)
+    doc = export(tmp_path / "old", capsys)
+    (tmp_path / "backup.json").write_text(json.dumps(doc))
+    common = ["--extent-root", str(tmp_path / "extents"), "--device-root", str(devices), str(tmp_path / "backup.json")]
+    status, err = run_import(capsys, "--data-dir", str(tmp_path / "a"), *common)
+    assert status == 1 and any("iscsi_target_extent_disk" in line for line in err), err
+    assert not (tmp_path / "a" / "config.db").exists()
+    status, err = run_import(capsys, "--data-dir", str(tmp_path / "b"), "--allow-file-devices", *common)
+    assert status == 0, err
+    assert export(tmp_path / "b", capsys) == doc
