@@ -8,8 +8,9 @@ called with every configuration the service switches to. A client:
   the target is not offered, RFC 4171 §3.4);
 - registers again whenever a configuration change alters that (target added, removed or renamed,
   basename changed, portal added or removed), and deregisters the entity when no target is left;
-- keeps the registration alive with a DevAttrQry of its own entity every ISNS_REFRESH_INTERVAL_S
-  (any message refreshes it, §6.2.6), re-registering when the answer shows the entity is gone
+- keeps the registration alive with a DevAttrQry of its own entity every ISNS_REFRESH_INTERVAL_S,
+  or a third of the Registration Period the server granted when shorter (any message refreshes
+  it, §6.2.6), re-registering when the answer shows the entity is gone
   (a restarted or purged server), and after every reconnect;
 - answers ESI messages that arrive on its connection (we register no ESI port, so the server
   relies on the registration period);
@@ -63,6 +64,8 @@ ISNS_REGISTRATION_PERIOD_S = 900
 #: a DevAttrQry of our own entity this often keeps the registration alive and detects a server
 #: that lost it, seconds (a third of the registration period, as ctld checks every period)
 ISNS_REFRESH_INTERVAL_S = 300.0
+#: the refresh never runs more often than this, whatever Registration Period a server grants, seconds
+ISNS_REFRESH_MIN_S = 5.0
 #: a TCP connect to an iSNS server must complete within this, seconds (ctld's isns-timeout: 5 s)
 ISNS_CONNECT_TIMEOUT_S = 5.0
 #: a request must be answered (and a send must make progress) within this, seconds
@@ -184,6 +187,7 @@ class IsnsClient:
         self._changed = False
         self._xid = 0
         self._healthy = False
+        self._refresh_s = ISNS_REFRESH_INTERVAL_S
         self.cancel_scope = trio.CancelScope()
         self.done = trio.Event()
         #: registrations that succeeded (for logs and tests)
@@ -272,7 +276,7 @@ class IsnsClient:
         self._changed = False
         await self._sync(local, check=self.registered is not None)
         self._healthy = True
-        refresh_at = trio.current_time() + ISNS_REFRESH_INTERVAL_S
+        refresh_at = trio.current_time() + self._refresh_s
         while True:
             wake = self._wake
             self._drain_inbox()
@@ -282,7 +286,7 @@ class IsnsClient:
                 continue
             if trio.current_time() >= refresh_at:
                 await self._sync(local, check=True)
-                refresh_at = trio.current_time() + ISNS_REFRESH_INTERVAL_S
+                refresh_at = trio.current_time() + self._refresh_s
                 continue
             with trio.move_on_at(refresh_at):
                 await wake.wait()
@@ -309,10 +313,19 @@ class IsnsClient:
             rsp = await self._call(Function.DEV_ATTR_REG, payload, flags)
             if rsp.status != Status.SUCCESSFUL:
                 raise IsnsError(f"registration refused: {status_name(rsp.status)}")
+            self._adopt_period(rsp)
         self.registered = reg
         self.registrations += 1
         log.info("iSNS server %s: registered entity %r: %d target(s), %d portal(s)", self.name,
                  reg.entity_id, len(reg.nodes), len(reg.portals))
+
+    def _adopt_period(self, rsp: Response) -> None:
+        """The server may grant another Registration Period than we asked (RFC 4171 §5.7.5.1;
+        open-isns imposes its own): refresh three times within the one granted."""
+        for a in _operating(rsp):
+            if a.tag == Tag.REGISTRATION_PERIOD and len(a.value) == 4 and a.as_u32() > 0:
+                self._refresh_s = min(ISNS_REFRESH_INTERVAL_S, max(ISNS_REFRESH_MIN_S, a.as_u32() / 3))
+                return
 
     async def _still_there(self, reg: Registration) -> bool:
         rsp = await self._call(Function.DEV_ATTR_QRY, dev_attr_qry_payload(reg.source, reg.entity_id))
