@@ -33,6 +33,7 @@ from ..scsi.types import Nexus
 from .admission import Admission
 from .connection import ConnectionHandler, tune_socket
 from .extents import LiveExtent, identity_of, not_ready, open_extent, remove_created
+from .isns import IsnsManager
 from .prstore import PrStore
 from .sessions import SessionRegistry
 
@@ -109,6 +110,7 @@ class TargetService:
         self.handlers: set[ConnectionHandler] = set()
         self.admission = Admission()
         self._last_refusal_log = -math.inf
+        self.isns: IsnsManager | None = None  # iSNS registration (server/isns.py), while running
 
     # -- TargetControl ------------------------------------------------------------------------------
     def snapshot(self) -> Config:
@@ -156,6 +158,7 @@ class TargetService:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                self.isns = IsnsManager(nursery)
                 if self.store is not None:
                     cfg = await trio.to_thread.run_sync(self.store.load)
                     async with self._lock:
@@ -337,6 +340,8 @@ class TargetService:
         self.config = new
         self._portal_of = dict(want)
         self._lun_maps = self._build_lun_maps(new)
+        if self.isns is not None:
+            self.isns.configure(new)
         # listeners
         for addr in [a for a in self.listeners if a not in want]:
             lst = self.listeners.pop(addr)
