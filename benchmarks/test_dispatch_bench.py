@@ -57,7 +57,7 @@ def test_execute_read16_4k(benchmark: Callable[..., object], lu: LogicalUnit) ->
 
     def one() -> object:
         cdb = struct.pack(">BBQIBB", 0x88, 0, next(lbas), 1, 0, 0)
-        return scsi.execute(ScsiRequest(cdb, 0, NEXUS, None, BS, BS, 1, 1), luns, nowait=True)
+        return scsi.execute(ScsiRequest(cdb, 0, NEXUS, None, 1), luns, nowait=True)
 
     benchmark(one)
 
@@ -69,7 +69,7 @@ def test_execute_write16_4k(benchmark: Callable[..., object], lu: LogicalUnit) -
 
     def one() -> object:
         cdb = struct.pack(">BBQIBB", 0x8A, 0, next(lbas), 1, 0, 0)
-        return scsi.execute(ScsiRequest(cdb, 0, NEXUS, data, 0, BS, 1, 1), luns, nowait=True)
+        return scsi.execute(ScsiRequest(cdb, 0, NEXUS, data, 1), luns, nowait=True)
 
     benchmark(one)
 
@@ -100,7 +100,7 @@ def _pipeline(lu: LogicalUnit, write: bool) -> tuple[Callable[[], tuple[tuple[by
         answered = 0
         while (ev := conn.next_event()) is not NEED_DATA:
             assert isinstance(ev, ScsiCommand)
-            req = ScsiRequest(ev.cdb, ev.lun, NEXUS, ev.data, 0 if write else BS, BS, ev.itt, ev.attr)
+            req = ScsiRequest(ev.cdb, ev.lun, NEXUS, ev.data, ev.itt)
             res = scsi.execute(req, luns, nowait=True)
             conn.send_scsi_response(ev.itt, res.status, res.data, res.sense, res.transfer_length)
             answered += 1

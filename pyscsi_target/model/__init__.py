@@ -13,7 +13,7 @@ from .config import (
     Target,
     TargetGroup,
 )
-from .control import ApplyError, ConfigError, SessionInfo, TargetControl
+from .control import ApplyError, ConfigError, SessionInfo, SessionType, TargetControl
 from .store import ConfigStore, StoreError
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "PortalAddress",
     "ServiceState",
     "SessionInfo",
+    "SessionType",
     "StoreError",
     "Target",
     "TargetControl",

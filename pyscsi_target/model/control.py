@@ -10,6 +10,7 @@ naming the API field, and neither the database nor the running target changes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 from .config import Config
@@ -31,6 +32,14 @@ class ApplyError(ConfigError):
         return cls({api_field: [message]})
 
 
+class SessionType(StrEnum):
+    """An iSCSI session's SessionType (RFC 7143 §13.21). The values are the key's values on the
+    wire, and what the API shows (`GET /services/iscsi/sessions/` `session_type`)."""
+
+    NORMAL = "Normal"
+    DISCOVERY = "Discovery"
+
+
 @dataclass
 class SessionInfo:
     """One live iSCSI session, as `GET /services/iscsi/sessions/` shows it."""
@@ -41,7 +50,7 @@ class SessionInfo:
     target_portal: str
     isid: str
     tsih: int
-    session_type: str  # "Normal" / "Discovery"
+    session_type: SessionType
     connections: int
     parameters: dict[str, str] = field(default_factory=dict)
     commands: int = 0

@@ -9,6 +9,11 @@ of `receive_data()`/`next_event()`: every malformed input becomes a Reject, a Lo
 and/or `ConnectionClosed(error=True)`. `ConnectionClosed` is emitted once; afterwards
 `next_event()` returns NEED_DATA and received bytes are ignored.
 
+The connection's parts (docs/design.md): this facade owns one `ConnectionState` (state.py), the
+state every part acts on; `LoginMachine` (login.py) runs the login, `FullFeatureHandler` (ffp.py)
+handles each PDU received in full feature phase, and the `send_*` methods here are the server's
+answers. Imports go one way (connection -> ffp -> state), never back.
+
 A failed login is logged (logger `pyscsi_target.login`, WARNING) with the initiator's name and
 address, the target asked for and the status sent, never a key value: no secret and no CHAP_R
 can reach the log (issue #4).
@@ -17,10 +22,11 @@ can reach the log (issue #4).
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 
+from ..model import SessionType
 from .authority import LoginAuthority
 from .codec import CodecError, decode_bhs
-from .dataout import WriteCollector
 from .events import NEED_DATA, ConnectionClosed, Event, LoginComplete, LogoutRequested, ScsiCommand, _NeedData
 from .ffp import FullFeatureHandler
 from .framing import (
@@ -31,11 +37,9 @@ from .framing import (
     Frame,
     FrameError,
     FrameReader,
-    build_pdu,
     frame_pdu,
 )
 from .limits import (
-    BHS_LENGTH,
     COMMAND_WINDOW_DEPTH,
     DEFAULT_MRDSL,
     MAX_LOGIN_AHS_WORDS,
@@ -44,30 +48,38 @@ from .limits import (
     TARGET_MRDSL,
 )
 from .login import INITIATOR_ERROR, INVALID_DURING_LOGIN, LoginFailed, LoginMachine
-from .negotiation import Negotiator
 from .pdu import (
     OP_LOGIN_REQUEST,
     AsyncMessage,
     LoginRequest,
     LogoutResponse,
     NopIn,
-    Pdu,
-    Reject,
     TaskMgmtResponse,
     lun_to_int,
 )
 from .responses import response_pdus, single_response
-from .session import CommandWindow, StatusCounter
-from .tasks import OrderedDelivery, Slot
+from .state import ConnectionState
 
 Buffer = bytes | bytearray | memoryview
 
 log = logging.getLogger("pyscsi_target.login")
 
-STATE_LOGIN = "login"
-STATE_FULL_FEATURE = "full_feature"
-STATE_LOGOUT = "logout"
-STATE_CLOSED = "closed"
+
+class ConnectionPhase(StrEnum):
+    """`Connection.state`: where the connection is in its life (RFC 7143 §6, §11.14)."""
+
+    LOGIN = "login"
+    FULL_FEATURE = "full_feature"
+    LOGOUT = "logout"  # a Logout Request was delivered: everything after it is ignored
+    CLOSED = "closed"  # ConnectionClosed was returned
+
+
+#: the members bound once: `next_event()` tests the phase for every PDU, and an enum attribute
+#: lookup costs ~0.1 us on Python 3.11 where `is` on a global costs a tenth of that
+STATE_LOGIN = ConnectionPhase.LOGIN
+STATE_FULL_FEATURE = ConnectionPhase.FULL_FEATURE
+STATE_LOGOUT = ConnectionPhase.LOGOUT
+STATE_CLOSED = ConnectionPhase.CLOSED
 
 
 class Connection:
@@ -79,59 +91,68 @@ class Connection:
         self.portal_tpgt = portal_tpgt
         self.peer = peer
         self.local = local
+        s = self._s = ConnectionState(authority)
+        # the state's containers the server's calls use, bound once (state.py: never replaced)
+        self._tasks, self._statsn, self._delivery, self._writes = s.tasks, s.statsn, s.delivery, s.writes
         # before login: the RFC 7143 §13.12 default 8192-byte data segment, no AHS at all and a
         # small receive buffer (target-rules §5.2: bounded memory before authentication)
         self._reader = FrameReader(max_data_segment=DEFAULT_MRDSL, max_ahs_words=MAX_LOGIN_AHS_WORDS,
                                    buffer_bytes=LOGIN_RECEIVE_BUFFER_BYTES, min_free=LOGIN_MIN_FREE)
-        self._out: list[Buffer] = []
         self._state = STATE_LOGIN
-        self._closing = False  # a ConnectionClosed is queued
-        self._closed_emitted = False
         self._eof = False
         self._login: LoginMachine | None = LoginMachine(authority, portal_tpgt)
-        self._statsn = StatusCounter(0)
-        self._delivery = OrderedDelivery(CommandWindow[Slot](0))
-        self._writes = WriteCollector()
-        self._tasks: dict[int, Slot] = {}
-        self._control: dict[int, Slot] = {}  # TMF and Logout requests awaiting the server
-        self._pings: set[int] = set()
-        self._negotiator = Negotiator()
-        self._header_digest = False
-        self._data_digest = False
-        self._peer_mrdsl = DEFAULT_MRDSL
-        self._max_burst = TARGET_MRDSL
-        self.session_type: str | None = None
-        self.initiator_name = ""
-        self.target_name: str | None = None
         self.tsih = 0
         self.isid = 0
         self.cid = 0
-        #: statistics: commands answered, Data-In bytes sent, write data bytes received
-        self.commands = 0
-        self.read_bytes = 0
-        self.written_bytes = 0
-        self._ffp = FullFeatureHandler(self)
+        self._ffp = FullFeatureHandler(s, self.send_scsi_response)
 
     # ---- the h11-style interface ---------------------------------------------------------------
 
     @property
-    def state(self) -> str:
+    def state(self) -> ConnectionPhase:
         return self._state
 
     @property
     def wants_close(self) -> bool:
-        return self._closing or self._closed_emitted
+        return self._s.closing or self._s.closed_emitted
+
+    @property
+    def session_type(self) -> SessionType | None:
+        return self._s.session_type
+
+    @property
+    def initiator_name(self) -> str:
+        return self._s.initiator_name
+
+    @property
+    def target_name(self) -> str | None:
+        return self._s.target_name
+
+    @property
+    def commands(self) -> int:
+        """Statistics: commands answered."""
+        return self._s.commands
+
+    @property
+    def read_bytes(self) -> int:
+        """Statistics: Data-In bytes sent."""
+        return self._s.read_bytes
+
+    @property
+    def written_bytes(self) -> int:
+        """Statistics: write data bytes received."""
+        return self._s.written_bytes
 
     @property
     def login_initiator_name(self) -> str:
         """The InitiatorName of the login in progress ("" until its first request is read)."""
         if self._login is not None:
             return self._login.initiator_name
-        return self.initiator_name
+        return self._s.initiator_name
 
     @property
     def negotiated(self) -> dict[str, str]:
-        return self._negotiator.session_params() if self._state != STATE_LOGIN else {}
+        return self._s.negotiator.session_params() if self._state is not STATE_LOGIN else {}
 
     @property
     def exp_cmdsn(self) -> int:
@@ -143,7 +164,7 @@ class Connection:
 
     def receive_data(self, data: Buffer) -> None:
         """Bytes from the socket; b"" means the peer closed its side (EOF)."""
-        if self._closing or self._closed_emitted:
+        if self._s.closing or self._s.closed_emitted:
             return
         if not data:
             self._eof = True
@@ -158,7 +179,8 @@ class Connection:
 
     def received(self, count: int) -> None:
         """`count` bytes were received into `receive_buffer()`; 0 means EOF."""
-        if self._closing or self._closed_emitted:
+        s = self._s
+        if s.closing or s.closed_emitted:
             return
         if not count:
             self._eof = True
@@ -166,18 +188,19 @@ class Connection:
         self._reader.received(count)
 
     def next_event(self) -> Event | _NeedData:
+        s = self._s
         events = self._delivery.events
         while True:
             if events:
                 event = events.popleft()
                 if isinstance(event, ConnectionClosed):
-                    self._closed_emitted = True
+                    s.closed_emitted = True
                     self._state = STATE_CLOSED
                     events.clear()
-                elif isinstance(event, LogoutRequested) and self._state == STATE_FULL_FEATURE:
+                elif isinstance(event, LogoutRequested) and self._state is STATE_FULL_FEATURE:
                     self._state = STATE_LOGOUT
                 return event
-            if self._closing or self._closed_emitted:
+            if s.closing or s.closed_emitted:
                 return NEED_DATA
             frame = self._reader.next_frame()
             if frame is None:
@@ -186,14 +209,15 @@ class Connection:
                 self._close("eof", error=self._reader.buffered > 0)
             elif isinstance(frame, FrameError):
                 self._frame_error(frame)
-            elif self._state == STATE_LOGIN:
+            elif self._state is STATE_LOGIN:
                 self._login_frame(frame)
-            elif self._state == STATE_FULL_FEATURE:
+            elif self._state is STATE_FULL_FEATURE:
                 self._ffp.frame(frame)
             # STATE_LOGOUT: everything after a Logout Request is ignored (RFC 7143 §11.14)
 
     def data_to_send(self) -> list[Buffer]:
-        out, self._out = self._out, []
+        s = self._s
+        out, s.out = s.out, []
         return out
 
     # ---- full feature phase: calls from the server ---------------------------------------------
@@ -202,37 +226,39 @@ class Connection:
                            transfer_length: int | None = None) -> None:
         """Answer a ScsiCommand (ignored for a task that was aborted or is unknown)."""
         slot = self._tasks.pop(itt, None)
-        if slot is None or self._closed_emitted:
+        s = self._s
+        if slot is None or s.closed_emitted:
             return
         self._delivery.answer(slot)  # MaxCmdSN re-opens with this response
         window = self._delivery.window
         is_read = slot.read and not slot.write
-        if sense is None and not (self._header_digest or self._data_digest):
+        if sense is None and not (s.header_digest or s.data_digest):
             length = len(data)
             header = single_response(itt, slot.raw_lun, slot.edtl, is_read, status, length, transfer_length,
-                                     min(self._peer_mrdsl, self._max_burst), self._statsn.next,
+                                     min(s.peer_mrdsl, s.max_burst), self._statsn.next,
                                      window.exp_cmdsn, window.max_cmdsn)
             if header is not None:  # the common case: one PDU (docs/performance.md)
                 self._statsn.take()
                 if not is_read or not length:
-                    self._out.append(header)
+                    s.out.append(header)
                 elif length & 3 or length < JOIN_BELOW:
-                    self._out.append(b"".join((header, data, PADDING[length & 3])))
+                    s.out.append(b"".join((header, data, PADDING[length & 3])))
                 else:
-                    self._out += (header, data)
-                self.commands += 1
-                self.read_bytes += length if is_read else 0
+                    s.out += (header, data)
+                s.commands += 1
+                if is_read:
+                    s.read_bytes += length
                 return
         pdus, sent = response_pdus(itt=itt, lun=slot.raw_lun, edtl=slot.edtl,
                                    is_read=is_read, status=status, data=data,
                                    sense=sense, transfer_length=transfer_length,
-                                   max_segment=self._peer_mrdsl, max_burst=self._max_burst,
+                                   max_segment=s.peer_mrdsl, max_burst=s.max_burst,
                                    statsn=self._statsn.take(), exp_cmdsn=window.exp_cmdsn,
                                    max_cmdsn=window.max_cmdsn)
-        out = self._out
-        if self._header_digest or self._data_digest:
+        out = s.out
+        if s.header_digest or s.data_digest:
             for header, chunk in pdus:
-                out.extend(frame_pdu(header, chunk, self._header_digest, self._data_digest))
+                out.extend(frame_pdu(header, chunk, s.header_digest, s.data_digest))
         else:  # lengths are multiples of 4 on the data path; frame_pdu pads the others
             for header, chunk in pdus:
                 if len(chunk) & 3 or len(chunk) < JOIN_BELOW:
@@ -240,41 +266,41 @@ class Connection:
                 else:
                     out.append(header)
                     out.append(chunk)
-        self.commands += 1
-        self.read_bytes += sent
+        s.commands += 1
+        s.read_bytes += sent
 
     def send_tmf_response(self, itt: int, response: int) -> None:
-        slot = self._control.pop(itt, None)
+        slot = self._s.control.pop(itt, None)
         if slot is not None:
             self._delivery.answer(slot)
-        self._status_pdu(TaskMgmtResponse(response=response, itt=itt))
+        self._s.status_pdu(TaskMgmtResponse(response=response, itt=itt))
 
     def send_logout_response(self, itt: int, response: int = 0) -> None:
         """Answer the LogoutRequested; the connection then reports ConnectionClosed("logout")."""
-        slot = self._control.pop(itt, None)
+        slot = self._s.control.pop(itt, None)
         if slot is not None:
             self._delivery.answer(slot)
         # Time2Wait/Time2Retain are only meaningful at ErrorRecoveryLevel 2 (RFC 7143 §11.15.4)
-        self._status_pdu(LogoutResponse(response=response, itt=itt))
-        self._close("logout")
+        self._s.status_pdu(LogoutResponse(response=response, itt=itt))
+        self._s.close("logout")
 
     def send_async_event(self, event: int, param1: int = 0, param2: int = 0, param3: int = 0) -> None:
         """An Async Message (RFC 7143 §11.9), e.g. event 1: the target requests a logout."""
-        if self._state != STATE_FULL_FEATURE:
+        if self._state is not STATE_FULL_FEATURE:
             return
-        self._status_pdu(AsyncMessage(event=event, param1=param1 & 0xFFFF, param2=param2 & 0xFFFF,
+        self._s.status_pdu(AsyncMessage(event=event, param1=param1 & 0xFFFF, param2=param2 & 0xFFFF,
                                       param3=param3 & 0xFFFF))
 
     def send_nop_in_ping(self) -> None:
         """A target-initiated NOP-In asking for a NOP-Out (keepalive, RFC 7143 §11.19.3).
         StatSN is not advanced by it (RFC 7143 §11.19.4)."""
-        if self._state != STATE_FULL_FEATURE:
+        if self._state is not STATE_FULL_FEATURE:
             return
         ttt = self._writes.new_ttt()
-        self._pings.add(ttt)
+        self._s.pings.add(ttt)
         pdu = NopIn(itt=RESERVED_TAG, ttt=ttt, statsn=self._statsn.next)
-        self._numbers(pdu)
-        self._emit(pdu)
+        self._s.numbers(pdu)
+        self._s.emit(pdu)
 
     def abort_task(self, itt: int) -> bool:
         """Forget a command (its R2Ts and Data-Out) without answering it; True if it existed."""
@@ -305,37 +331,15 @@ class Connection:
 
     @property
     def outstanding_pings(self) -> int:
-        return len(self._pings)
+        return len(self._s.pings)
 
-    # ---- helpers shared with ffp.py ------------------------------------------------------------
-
-    def _numbers(self, pdu: Pdu) -> None:
-        pdu.exp_cmdsn = self.exp_cmdsn  # type: ignore[attr-defined]
-        pdu.max_cmdsn = self.max_cmdsn  # type: ignore[attr-defined]
-
-    def _status_pdu(self, pdu: Pdu, data: Buffer = b"") -> None:
-        """Send a PDU that takes the next StatSN."""
-        pdu.statsn = self._statsn.take()  # type: ignore[attr-defined]
-        self._numbers(pdu)
-        self._emit(pdu, data)
-
-    def _emit(self, pdu: Pdu, data: Buffer = b"") -> None:
-        self._out.extend(build_pdu(pdu, data, header_digest=self._header_digest,
-                                   data_digest=self._data_digest))
-
-    def _reject(self, reason: int, bhs: bytes) -> None:
-        """A Reject carrying the offending header (RFC 7143 §11.17); it advances StatSN."""
-        self._status_pdu(Reject(reason=reason), bhs[:BHS_LENGTH])
+    # ---- errors --------------------------------------------------------------------------------
 
     def _close(self, reason: str, *, error: bool = False) -> None:
-        if self._closing or self._closed_emitted:
-            return
-        self._closing = True
-        self._writes.clear()
-        self._delivery.events.append(ConnectionClosed(reason=reason, error=error))
+        self._s.close(reason, error=error)
 
     def _frame_error(self, err: FrameError) -> None:
-        if self._state == STATE_LOGIN:
+        if self._state is STATE_LOGIN:
             itt = int.from_bytes(err.bhs[16:20], "big")
             if err.bhs[0] & 0x3F != OP_LOGIN_REQUEST:  # whatever its framing: not a login (0x020b)
                 self._login_reject(itt, INVALID_DURING_LOGIN, f"non-login PDU during login ({err.kind})")
@@ -372,9 +376,7 @@ class Connection:
             return
         window = self._delivery.window
         window.exp_cmdsn = req.cmdsn  # login requests are immediate (RFC 7143 §11.12.8)
-        step.response.statsn = self._statsn.take()
-        self._numbers(step.response)
-        self._emit(step.response, step.data)
+        self._s.status_pdu(step.response, step.data)
         if step.complete:
             self._enter_full_feature(machine)
 
@@ -386,41 +388,30 @@ class Connection:
         log.warning("login failed: initiator %s at %s, target %s: status 0x%02x%02x (%s)",
                     machine.initiator_name or "(unknown)", self.peer or "(unknown)",
                     machine.target_name or "(none)", status[0], status[1], reason)
-        self._status_pdu(machine.failure_response(itt, status))
+        self._s.status_pdu(machine.failure_response(itt, status))
         self._close(f"login failed: {reason}", error=True)
 
     def _enter_full_feature(self, machine: LoginMachine) -> None:
         neg = machine.negotiator
-        self._negotiator = neg
+        s = self._s
+        s.negotiator = neg
         self._state = STATE_FULL_FEATURE
         self._login = None
-        self.session_type = machine.session_type
-        self.initiator_name = machine.initiator_name
-        self.target_name = machine.target_name
+        s.session_type = machine.session_type
+        s.initiator_name = machine.initiator_name
+        s.target_name = machine.target_name
         self.tsih, self.isid, self.cid = machine.tsih, machine.isid, machine.cid
         # RFC 7143 §13.1: digests apply to every PDU after the final Login Response
-        self._header_digest = neg.values["HeaderDigest"] == "CRC32C"
-        self._data_digest = neg.values["DataDigest"] == "CRC32C"
-        self._reader.header_digest = self._header_digest
-        self._reader.data_digest = self._data_digest
+        s.header_digest = neg.values["HeaderDigest"] == "CRC32C"
+        s.data_digest = neg.values["DataDigest"] == "CRC32C"
+        self._reader.header_digest = s.header_digest
+        self._reader.data_digest = s.data_digest
         self._reader.max_data_segment = TARGET_MRDSL
         self._reader.max_ahs_words = MAX_TOTAL_AHS_WORDS
-        if machine.session_type == "Normal":  # a discovery session only exchanges small Text PDUs:
-            self._reader.enlarge()  # it keeps the pre-login buffer, grown only by what it sends
+        if machine.session_type is SessionType.NORMAL:  # a discovery session only exchanges small
+            self._reader.enlarge()  # Text PDUs: it keeps the pre-login buffer, grown only by what it sends
         self._reader.placement = self._ffp.placement  # write data straight into command buffers
-        self.apply_negotiated()
+        s.apply_negotiated()
         info = machine.complete_info()
         self._delivery.events.append(LoginComplete(**info))  # type: ignore[arg-type]
         self._delivery.window.depth = COMMAND_WINDOW_DEPTH
-
-    def apply_negotiated(self) -> None:
-        """Take the negotiated burst and segment sizes into use (also after a Text exchange)."""
-        neg = self._negotiator
-        self._peer_mrdsl = neg.int_value("MaxRecvDataSegmentLength")
-        self._max_burst = neg.int_value("MaxBurstLength")
-        limits = self._writes.limits
-        limits.immediate_data = neg.bool_value("ImmediateData")
-        limits.initial_r2t = neg.bool_value("InitialR2T")
-        limits.first_burst = neg.int_value("FirstBurstLength")
-        limits.max_burst = self._max_burst
-        limits.max_outstanding_r2t = neg.int_value("MaxOutstandingR2T")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..model import SessionType
+
 
 class _NeedData:
     def __repr__(self) -> str:
@@ -29,7 +31,7 @@ class Event:
 class LoginComplete(Event):
     """The final Login Response (T=1, NSG=FullFeature) has been queued in data_to_send()."""
 
-    session_type: str  # "Normal" or "Discovery"
+    session_type: SessionType
     initiator_name: str
     initiator_alias: str | None
     target_name: str | None  # the target's iqn as the initiator sent it (Normal sessions)

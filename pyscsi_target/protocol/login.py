@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..model import SessionType
 from .authority import AuthPolicy, LoginAuthority, LoginRefused
 from .chap import CHAP_KEYS, AuthFailed, ChapAuthenticator
 from .limits import DEFAULT_MRDSL, ISCSI_VERSION, MAX_LOGIN_PDUS, MAX_TEXT_SEQUENCE_BYTES, TARGET_MRDSL
@@ -40,7 +41,6 @@ TARGET_ERROR = (3, 0x00)
 
 _DECLARED_ONCE = ("InitiatorName", "TargetName", "SessionType")
 _SECURITY_KEYS = CHAP_KEYS | {"AuthMethod"}
-_SESSION_TYPES = ("Normal", "Discovery")
 
 
 class LoginFailed(Exception):
@@ -74,7 +74,7 @@ class LoginMachine:
         self.initiator_name = ""
         self.initiator_alias: str | None = None
         self.target_name: str | None = None
-        self.session_type = "Normal"
+        self.session_type = SessionType.NORMAL
         self.negotiator = Negotiator()
         self.auth: ChapAuthenticator | None = None
         self._declared: dict[str, str] = {}
@@ -148,12 +148,13 @@ class LoginMachine:
         self.initiator_name, self.target_name = name, target  # known from here on, for the log
         if not name:
             raise LoginFailed(MISSING_PARAMETER, "no InitiatorName")
-        session_type = keys.get("SessionType", "Normal")
-        if session_type not in _SESSION_TYPES:
-            raise LoginFailed(MISSING_PARAMETER, "unknown SessionType")
-        if session_type == "Normal" and target is None:
+        try:
+            session_type = SessionType(keys.get("SessionType", SessionType.NORMAL))
+        except ValueError:
+            raise LoginFailed(MISSING_PARAMETER, "unknown SessionType") from None
+        if session_type is SessionType.NORMAL and target is None:
             raise LoginFailed(MISSING_PARAMETER, "no TargetName")
-        if session_type == "Normal":
+        if session_type is SessionType.NORMAL:
             assert target is not None
             policy = self.authority.target_policy(target, name)
         else:
@@ -194,7 +195,7 @@ class LoginMachine:
                 answers += self.auth.handle(security)
         except AuthFailed as exc:
             raise LoginFailed(AUTH_FAILURE, str(exc)) from exc
-        if first and self.session_type == "Normal":
+        if first and self.session_type is SessionType.NORMAL:
             answers.append(("TargetPortalGroupTag", str(self.tpgt)))  # RFC 7143 §13.9
         try:
             answers += self.negotiator.negotiate(operational)

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..model import SessionType
 from .limits import (
     DEFAULT_FIRST_BURST_LENGTH,
     DEFAULT_MAX_BURST_LENGTH,
@@ -148,8 +149,8 @@ def parse_number(value: str) -> int | None:
 class Negotiator:
     """Per-connection negotiated values, starting at the RFC defaults."""
 
-    def __init__(self, session_type: str = "Normal") -> None:
-        self.session_type = session_type
+    def __init__(self, session_type: SessionType | str = SessionType.NORMAL) -> None:
+        self.session_type = SessionType(session_type)  # the key's value ("Discovery") names it too
         self.values: dict[str, str] = {s.name: s.default for s in _SPECS if s.default}
         self.offered: set[str] = set()
 
@@ -179,7 +180,7 @@ class Negotiator:
                 raise
             out.append((key, REJECT))
             return
-        if spec.kind == IRRELEVANT or (spec.discovery_irrelevant and self.session_type == "Discovery"):
+        if spec.kind == IRRELEVANT or (spec.discovery_irrelevant and self.session_type is SessionType.DISCOVERY):
             out.append((key, IRRELEVANT_VALUE))
             return
         answer = self._result(spec, value, ffp)
@@ -262,5 +263,5 @@ class Negotiator:
         the largest data segment we may send, plus ours as TargetRecvDataSegmentLength)."""
         params = {k: self.values[k] for k in SESSION_PARAMS}
         params["TargetRecvDataSegmentLength"] = str(TARGET_MRDSL)
-        params["SessionType"] = self.session_type
+        params["SessionType"] = self.session_type.value
         return params

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..model import SessionType
 from .authority import LoginAuthority
 from .dataout import DataError
 from .limits import RESERVED_TAG
@@ -26,7 +27,7 @@ from .textkeys import TextError, encode_text, parse_text, split_text
 
 @dataclass(slots=True)
 class TextContext:
-    session_type: str
+    session_type: SessionType
     initiator_name: str
     target_name: str | None
     authority: LoginAuthority
@@ -88,7 +89,7 @@ class TextExchange:
     def _answer(self, pairs: list[tuple[str, str]], ctx: TextContext) -> list[tuple[str, str]]:
         send_targets = [v for k, v in pairs if k == "SendTargets"]
         others = [(k, v) for k, v in pairs if k != "SendTargets"]
-        if ctx.session_type == "Discovery" and not send_targets:
+        if ctx.session_type is SessionType.DISCOVERY and not send_targets:
             raise DataError(REJECT_NOT_SUPPORTED, "a discovery session only answers SendTargets")
         answers = ctx.negotiator.negotiate(others, ffp=True)
         if send_targets:
@@ -97,7 +98,7 @@ class TextExchange:
 
     @staticmethod
     def _send_targets(value: str, ctx: TextContext) -> list[tuple[str, str]]:
-        if ctx.session_type == "Discovery":
+        if ctx.session_type is SessionType.DISCOVERY:
             if not value:
                 return []
             which = value

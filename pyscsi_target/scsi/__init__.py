@@ -1,11 +1,12 @@
 """The SCSI target core (SAM-5 / SPC-4 / SBC-4): no iSCSI, no trio.
 
-`execute(request, luns)` runs one command against the logical units of a target and returns
-its status, Data-In and sense; `is_blocking()` tells the server whether to run it in a worker
-thread, `data_out_length()` how much Data-Out a CDB expects.
+`execute(request, luns, nowait=...)` runs one command against the logical units of a target and
+returns its status, Data-In, sense and the transfer length for residuals; with `nowait=True` a
+command that would wait raises storage.WouldBlock before anything changed, and the server runs it
+again in a worker thread. That is the whole seam the server uses.
 """
 
-from .core import data_out_length, execute, is_blocking, storage_reason
+from .core import execute, storage_reason
 from .lu import LogicalUnit, LuIdentity, ModeState
 from .sense import CheckCondition, SenseReason, build_sense
 from .types import Nexus, ScsiRequest, ScsiResult
@@ -20,8 +21,6 @@ __all__ = [
     "ScsiResult",
     "SenseReason",
     "build_sense",
-    "data_out_length",
     "execute",
-    "is_blocking",
     "storage_reason",
 ]

@@ -14,9 +14,10 @@ from .sense import CheckCondition, SenseReason, invalid_cdb
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
-_LBA10 = struct.Struct(">2xIxH")  # LBA bytes 2-5, TRANSFER LENGTH bytes 7-8
-_LBA12 = struct.Struct(">2xII")  # LBA bytes 2-5, TRANSFER LENGTH bytes 6-9
-_LBA16 = struct.Struct(">2xQI")  # LBA bytes 2-9, TRANSFER LENGTH bytes 10-13
+#: (LBA, TRANSFER LENGTH) layouts of the 10/12/16-byte READ/WRITE-style CDBs (SBC-4 §5)
+LBA10 = struct.Struct(">2xIxH")  # LBA bytes 2-5, TRANSFER LENGTH bytes 7-8
+LBA12 = struct.Struct(">2xII")  # LBA bytes 2-5, TRANSFER LENGTH bytes 6-9
+LBA16 = struct.Struct(">2xQI")  # LBA bytes 2-9, TRANSFER LENGTH bytes 10-13
 
 
 def u16(buf: bytes, offset: int) -> int:
@@ -41,11 +42,11 @@ def lba_and_length(cdb: bytes) -> tuple[int, int]:
         lba = ((cdb[1] & 0x1F) << 16) | (cdb[2] << 8) | cdb[3]
         return lba, cdb[4] or 256
     if size == 10:
-        lba, n = _LBA10.unpack_from(cdb)
+        lba, n = LBA10.unpack_from(cdb)
     elif size == 12:
-        lba, n = _LBA12.unpack_from(cdb)
+        lba, n = LBA12.unpack_from(cdb)
     else:
-        lba, n = _LBA16.unpack_from(cdb)
+        lba, n = LBA16.unpack_from(cdb)
     return int(lba), int(n)
 
 

@@ -169,9 +169,15 @@ def storage_reason(exc: StorageError, spec: CommandSpec | None) -> SenseReason:
     return SenseReason.INTERNAL_TARGET_FAILURE
 
 
+# ---- the table's answers for one CDB outside execute() -----------------------------------------
+# Not the server's seam (execute(nowait=True) answers both questions on the way): these name what
+# execute() decides from the opcode table, for tests and tools that ask it of a CDB alone.
+
+
 def is_blocking(cdb: bytes, lu: LogicalUnit | None = None) -> bool:
     """True when the command may block for long: flushes, FUA or large writes, large reads,
-    and (given the LU) every write while WCE=0 makes them write-through."""
+    and (given the LU) every write while WCE=0 makes them write-through (what execute(nowait=True)
+    sends to a thread, READ and WRITE excepted: they try the page cache first)."""
     spec = find(cdb)
     return spec is not None and _may_block(spec, cdb, lu)
 
@@ -183,5 +189,6 @@ def _may_block(spec: CommandSpec, cdb: bytes, lu: LogicalUnit | None) -> bool:
 
 
 def data_out_length(cdb: bytes, block_size: int) -> int | None:
-    """Bytes of Data-Out the CDB asks for, or None when it is not a data-out command."""
+    """Bytes of Data-Out the CDB asks for, or None when it is not a data-out command (what
+    execute() reports as `ScsiResult.transfer_length` when the handler did not)."""
     return _data_out_bytes(cdb, find(cdb), block_size)

@@ -1,5 +1,6 @@
 """SBC-4 block commands of the data path: READ CAPACITY(10/16), READ and WRITE (6/10/12/16),
-SYNCHRONIZE CACHE(10/16).
+SYNCHRONIZE CACHE(10/16) and PRE-FETCH(10/16); and READ DEFECT DATA(10/12), which describes the
+medium as READ CAPACITY does.
 
 READ hands the backend's buffer straight to the transport (no copy); WRITE passes a memoryview
 slice of exactly the CDB's blocks. With `Task.nowait` (on the event loop) both only proceed when
@@ -14,7 +15,7 @@ from __future__ import annotations
 import struct
 
 from ..storage.base import WouldBlock
-from .cdb import check_range, lba_and_length, u32, u64
+from .cdb import LBA10, LBA12, LBA16, allocation_truncate, check_range, lba_and_length, u16, u32, u64
 from .command import Task
 from .sense import invalid_cdb
 from .types import ScsiResult
@@ -57,12 +58,13 @@ def read_capacity16(task: Task) -> ScsiResult:
     return ScsiResult(data=bytes(out[:alloc]))
 
 
-#: (LBA, TRANSFER LENGTH) layouts of the 10/12/16-byte READ and WRITE CDBs (SBC-4 §5.15-5.42),
-#: by operation code: one unpack per command (the 6-byte forms go through cdb.lba_and_length)
+#: cdb's (LBA, TRANSFER LENGTH) layouts of the 10/12/16-byte READ and WRITE CDBs (SBC-4
+#: §5.15-5.42) by operation code: one dict lookup and one unpack per command, without
+#: lba_and_length's group decoding (the 6-byte forms go through it)
 _LBA_LENGTH = {
-    **dict.fromkeys((0x28, 0x2A), struct.Struct(">2xIxH")),  # LBA bytes 2-5, length 7-8
-    **dict.fromkeys((0xA8, 0xAA), struct.Struct(">2xII")),  # LBA bytes 2-5, length 6-9
-    **dict.fromkeys((0x88, 0x8A), struct.Struct(">2xQI")),  # LBA bytes 2-9, length 10-13
+    **dict.fromkeys((0x28, 0x2A), LBA10),
+    **dict.fromkeys((0xA8, 0xAA), LBA12),
+    **dict.fromkeys((0x88, 0x8A), LBA16),
 }
 
 
@@ -136,6 +138,17 @@ def synchronize_cache(task: Task) -> ScsiResult:
     return ScsiResult()
 
 
+# ---- PRE-FETCH (SBC-4 §5.11-5.12) ------------------------------------------------------------
+
+
+def prefetch(task: Task) -> ScsiResult:
+    """PRE-FETCH(10/16): the page cache does its own read-ahead; GOOD (not CONDITION MET) says
+    the blocks were not all placed in a cache, which SBC-4 allows."""
+    lba, nblocks = lba_and_length(task.cdb)
+    check_range(lba, nblocks, task.lu.backend.num_blocks)
+    return ScsiResult()
+
+
 def write_data_length(cdb: bytes, block_size: int) -> int:
     """Data-Out bytes of a WRITE(6/10/12/16)."""
     return rw_lba_and_length(cdb)[1] * block_size
@@ -143,3 +156,35 @@ def write_data_length(cdb: bytes, block_size: int) -> int:
 
 def has_fua(cdb: bytes) -> bool:
     return len(cdb) >= 2 and cdb[0] != 0x0A and bool(cdb[1] & FUA)
+
+
+# ---- READ DEFECT DATA(10/12) (SBC-4 §5.19, §5.20) ------------------------------------------------
+
+#: DEFECT LIST FORMAT codes defined by SBC-4 (table 46): short block, extended bytes from index,
+#: extended physical sector, long block, bytes from index, physical sector. 110b is vendor
+#: specific (we have none) and 111b reserved: both INVALID FIELD IN CDB.
+DEFECT_LIST_FORMATS = frozenset(range(6))
+REQ_PLIST, REQ_GLIST = 0x10, 0x08
+
+
+def _defect_flags(byte: int, field_byte: int) -> int:
+    """PLISTV/GLISTV echo what was asked for (our lists exist and are empty) with the format."""
+    fmt = byte & 0x07
+    if fmt not in DEFECT_LIST_FORMATS:
+        raise invalid_cdb(field_byte, 2)
+    return byte & (REQ_PLIST | REQ_GLIST | 0x07)
+
+
+def read_defect_data10(task: Task) -> ScsiResult:
+    """READ DEFECT DATA(10): a 4-byte header with DEFECT LIST LENGTH 0: a file has no defects
+    the initiator could act on (the file system remaps them)."""
+    flags = _defect_flags(task.cdb[2], 2)
+    data = struct.pack(">xBH", flags, 0)
+    return ScsiResult(data=allocation_truncate(data, u16(task.cdb, 7)))
+
+
+def read_defect_data12(task: Task) -> ScsiResult:
+    """READ DEFECT DATA(12): an 8-byte header (GENERATION CODE 0, DEFECT LIST LENGTH 0)."""
+    flags = _defect_flags(task.cdb[1], 1)
+    data = struct.pack(">xBHI", flags, 0, 0)
+    return ScsiResult(data=allocation_truncate(data, u32(task.cdb, 6)))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from . import mode, pr, sanitize, sbc, sbc_ext, sbc_more, spc, xcopy
+from . import mode, pr, sanitize, sbc, sbc_atomic, sbc_provisioning, sbc_verify, spc, xcopy
 from .cdb import allocation_truncate, u16, u32
 from .command import CommandSpec, Handler, Task
 from .lu import LogicalUnit
@@ -71,6 +71,14 @@ def _spec(
 _FF4 = (0xFF,) * 4
 _FF8 = (0xFF,) * 8
 
+
+def report_supported_opcodes(task: Task) -> ScsiResult:
+    """REPORT SUPPORTED OPERATION CODES (SPC-4 §6.35) over the commands this LU supports: the
+    table it reports is `SPECS`, read when the command runs, so its own row is an ordinary one."""
+    specs = [s for s in SPECS if s.supported_by(task.lu)]
+    data = supported_opcodes_data(specs, task.cdb)
+    return ScsiResult(data=allocation_truncate(data, u32(task.cdb, 6)))
+
 SPECS: list[CommandSpec] = [
     # ---- SPC-4 --------------------------------------------------------------------------
     _spec(0x00, "TEST UNIT READY", spc.test_unit_ready, (0, 0, 0, 0, 0), pr_access=ALLOWED),
@@ -90,6 +98,8 @@ SPECS: list[CommandSpec] = [
     _spec(0x17, "RELEASE(6)", spc.release, (0, 0, 0, 0, 0), conflicts=False, pr_access=SPC2),
     _spec(0x56, "RESERVE(10)", spc.reserve, (0,) * 9, pr_access=SPC2),
     _spec(0x57, "RELEASE(10)", spc.release, (0,) * 9, conflicts=False, pr_access=SPC2),
+    _spec(0xA3, "REPORT SUPPORTED OPERATION CODES", report_supported_opcodes,
+          (0x1F, 0x87, 0xFF, 0xFF, 0xFF, *_FF4, 0, 0), sa=0x0C, conflicts=False),
     # ---- SBC-4: capacity and data path --------------------------------------------------
     _spec(0x25, "READ CAPACITY(10)", sbc.read_capacity10, (0, *_FF4, 0, 0, 0x01, 0), pr_access=ALLOWED),
     _spec(0x9E, "READ CAPACITY(16)", sbc.read_capacity16, (0x1F, *_FF8, *_FF4, 0x01, 0), sa=0x10,
@@ -118,36 +128,36 @@ SPECS: list[CommandSpec] = [
     _spec(0x1E, "PREVENT ALLOW MEDIUM REMOVAL", spc.prevent_allow, (0, 0, 0, 0x03, 0),
           pr_access=_prevent_access),
     # ---- SBC-4: verify, compare, provisioning -------------------------------------------
-    _spec(0x2F, "VERIFY(10)", sbc_ext.verify, (_VERIFY, *_FF4, _GROUP, 0xFF, 0xFF, 0),
-          blocking=True, data_out=sbc_ext.verify_data_length, pr_access=READ),
-    _spec(0xAF, "VERIFY(12)", sbc_ext.verify, (_VERIFY, *_FF4, *_FF4, _GROUP, 0),
-          blocking=True, data_out=sbc_ext.verify_data_length, pr_access=READ),
-    _spec(0x8F, "VERIFY(16)", sbc_ext.verify, (_VERIFY, *_FF8, *_FF4, _GROUP, 0),
-          blocking=True, data_out=sbc_ext.verify_data_length, pr_access=READ),
-    _spec(0x2E, "WRITE AND VERIFY(10)", sbc_ext.write_and_verify, (_VERIFY, *_FF4, _GROUP, 0xFF, 0xFF, 0),
+    _spec(0x2F, "VERIFY(10)", sbc_verify.verify, (_VERIFY, *_FF4, _GROUP, 0xFF, 0xFF, 0),
+          blocking=True, data_out=sbc_verify.verify_data_length, pr_access=READ),
+    _spec(0xAF, "VERIFY(12)", sbc_verify.verify, (_VERIFY, *_FF4, *_FF4, _GROUP, 0),
+          blocking=True, data_out=sbc_verify.verify_data_length, pr_access=READ),
+    _spec(0x8F, "VERIFY(16)", sbc_verify.verify, (_VERIFY, *_FF8, *_FF4, _GROUP, 0),
+          blocking=True, data_out=sbc_verify.verify_data_length, pr_access=READ),
+    _spec(0x2E, "WRITE AND VERIFY(10)", sbc_verify.write_and_verify, (_VERIFY, *_FF4, _GROUP, 0xFF, 0xFF, 0),
           blocking=True, data_out=sbc.write_data_length, writes=True),
-    _spec(0xAE, "WRITE AND VERIFY(12)", sbc_ext.write_and_verify, (_VERIFY, *_FF4, *_FF4, _GROUP, 0),
+    _spec(0xAE, "WRITE AND VERIFY(12)", sbc_verify.write_and_verify, (_VERIFY, *_FF4, *_FF4, _GROUP, 0),
           blocking=True, data_out=sbc.write_data_length, writes=True),
-    _spec(0x8E, "WRITE AND VERIFY(16)", sbc_ext.write_and_verify, (_VERIFY, *_FF8, *_FF4, _GROUP, 0),
+    _spec(0x8E, "WRITE AND VERIFY(16)", sbc_verify.write_and_verify, (_VERIFY, *_FF8, *_FF4, _GROUP, 0),
           blocking=True, data_out=sbc.write_data_length, writes=True),
-    _spec(0x89, "COMPARE AND WRITE", sbc_ext.compare_and_write, (0x1A, *_FF8, 0, 0, 0, 0xFF, _GROUP, 0),
+    _spec(0x89, "COMPARE AND WRITE", sbc_verify.compare_and_write, (0x1A, *_FF8, 0, 0, 0, 0xFF, _GROUP, 0),
           blocking=True, data_out=lambda cdb, bs: 2 * cdb[13] * bs, writes=True),
-    _spec(0x41, "WRITE SAME(10)", sbc_ext.write_same, (0x08, *_FF4, _GROUP, 0xFF, 0xFF, 0),
-          blocking=True, data_out=sbc_ext.write_same_data_length, writes=True),
-    _spec(0x93, "WRITE SAME(16)", sbc_ext.write_same, (0x09, *_FF8, *_FF4, _GROUP, 0),
-          blocking=True, data_out=sbc_ext.write_same_data_length, writes=True),
-    _spec(0x42, "UNMAP", sbc_ext.unmap, (0, 0, 0, 0, 0, _GROUP, 0xFF, 0xFF, 0),
+    _spec(0x41, "WRITE SAME(10)", sbc_provisioning.write_same, (0x08, *_FF4, _GROUP, 0xFF, 0xFF, 0),
+          blocking=True, data_out=sbc_provisioning.write_same_data_length, writes=True),
+    _spec(0x93, "WRITE SAME(16)", sbc_provisioning.write_same, (0x09, *_FF8, *_FF4, _GROUP, 0),
+          blocking=True, data_out=sbc_provisioning.write_same_data_length, writes=True),
+    _spec(0x42, "UNMAP", sbc_provisioning.unmap, (0, 0, 0, 0, 0, _GROUP, 0xFF, 0xFF, 0),
           blocking=True, data_out=lambda cdb, bs: u16(cdb, 7), writes=True, available=_thin),
-    _spec(0x9E, "GET LBA STATUS", sbc_ext.get_lba_status, (0x1F, *_FF8, *_FF4, 0, 0), sa=0x12,
+    _spec(0x9E, "GET LBA STATUS", sbc_provisioning.get_lba_status, (0x1F, *_FF8, *_FF4, 0, 0), sa=0x12,
           pr_access=READ),
-    _spec(0x34, "PRE-FETCH(10)", sbc_ext.prefetch, (0x02, *_FF4, _GROUP, 0xFF, 0xFF, 0), pr_access=READ),
-    _spec(0x90, "PRE-FETCH(16)", sbc_ext.prefetch, (0x02, *_FF8, *_FF4, _GROUP, 0), pr_access=READ),
-    _spec(0x8B, "ORWRITE(16)", sbc_more.orwrite, (0x1A, *_FF8, *_FF4, _GROUP, 0),
-          blocking=True, data_out=sbc_more.orwrite_data_length, writes=True),
-    _spec(0x9C, "WRITE ATOMIC(16)", sbc_more.write_atomic16, (0x18, *_FF8, 0, 0, 0xFF, 0xFF, _GROUP, 0),
-          blocking=True, data_out=sbc_more.write_atomic_data_length, writes=True),
-    _spec(0x37, "READ DEFECT DATA(10)", sbc_more.read_defect_data10, (0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0)),
-    _spec(0xB7, "READ DEFECT DATA(12)", sbc_more.read_defect_data12, (0x1F, *_FF4, *_FF4, 0, 0)),
+    _spec(0x34, "PRE-FETCH(10)", sbc.prefetch, (0x02, *_FF4, _GROUP, 0xFF, 0xFF, 0), pr_access=READ),
+    _spec(0x90, "PRE-FETCH(16)", sbc.prefetch, (0x02, *_FF8, *_FF4, _GROUP, 0), pr_access=READ),
+    _spec(0x8B, "ORWRITE(16)", sbc_atomic.orwrite, (0x1A, *_FF8, *_FF4, _GROUP, 0),
+          blocking=True, data_out=sbc_atomic.orwrite_data_length, writes=True),
+    _spec(0x9C, "WRITE ATOMIC(16)", sbc_atomic.write_atomic16, (0x18, *_FF8, 0, 0, 0xFF, 0xFF, _GROUP, 0),
+          blocking=True, data_out=sbc_atomic.write_atomic_data_length, writes=True),
+    _spec(0x37, "READ DEFECT DATA(10)", sbc.read_defect_data10, (0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0)),
+    _spec(0xB7, "READ DEFECT DATA(12)", sbc.read_defect_data12, (0x1F, *_FF4, *_FF4, 0, 0)),
     # ---- SANITIZE (SBC-4 §5.30): IMMED and AUSE; ZNR refused by the mask; no CRYPTOGRAPHIC ERASE row ----
     *(
         _spec(0x48, f"SANITIZE ({name})", sanitize.sanitize, (0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0), sa=sa,
@@ -192,18 +202,6 @@ SPECS: list[CommandSpec] = [
           (0x1F, 0xFF, *(0,) * 7, *_FF4, 0, 0), sa=0x03),
 ]
 
-
-def report_supported_opcodes(task: Task) -> ScsiResult:
-    """REPORT SUPPORTED OPERATION CODES (SPC-4 §6.35) over the commands this LU supports."""
-    specs = [s for s in SPECS if s.supported_by(task.lu)]
-    data = supported_opcodes_data(specs, task.cdb)
-    return ScsiResult(data=allocation_truncate(data, u32(task.cdb, 6)))
-
-
-SPECS.append(
-    _spec(0xA3, "REPORT SUPPORTED OPERATION CODES", report_supported_opcodes,
-          (0x1F, 0x87, 0xFF, 0xFF, 0xFF, *_FF4, 0, 0), sa=0x0C, conflicts=False)
-)
 
 TABLE: dict[tuple[int, int | None], CommandSpec] = {(s.opcode, s.service_action): s for s in SPECS}
 #: opcodes whose CDB byte 1 bits 4-0 select a service action (SPC-4 §4.2.5.1)

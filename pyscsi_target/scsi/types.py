@@ -20,13 +20,6 @@ TASK_SET_FULL = 0x28
 ACA_ACTIVE = 0x30
 TASK_ABORTED = 0x40
 
-# task attributes (SAM-5 §8.6; iSCSI ATTR field values, RFC 7143 §11.3.1)
-ATTR_UNTAGGED = 0
-ATTR_SIMPLE = 1
-ATTR_ORDERED = 2
-ATTR_HEAD_OF_QUEUE = 3
-ATTR_ACA = 4
-
 
 @dataclass(frozen=True, slots=True)
 class Nexus:
@@ -47,18 +40,15 @@ class ScsiRequest:
     nexus: Nexus
     #: the write data the initiator sent (ExpectedDataTransferLength bytes, or fewer), or None
     data_out: Buffer | None = None
-    #: ExpectedDataTransferLength for reads (the initiator's buffer size)
-    expected_in: int = 0
-    #: ExpectedDataTransferLength as sent in the command (either direction)
-    expected_length: int = 0
+    #: the transport's tag for the command (iSCSI ITT), to answer it with
     task_tag: int = 0
-    task_attr: int = ATTR_SIMPLE
 
 
 @dataclass(slots=True)
 class ScsiResult:
     status: int = GOOD
-    #: Data-In; may be longer than expected_in (the transport truncates and reports overflow)
+    #: Data-In; may be longer than the initiator's ExpectedDataTransferLength (the transport
+    #: truncates it and reports the overflow residual)
     data: Buffer = b""
     #: sense data (fixed or descriptor format), only with CHECK_CONDITION
     sense: bytes | None = None

@@ -23,6 +23,7 @@ import outcome
 import trio
 
 from .. import scsi
+from ..model import SessionType
 from ..protocol import Connection
 from ..protocol.events import (
     NEED_DATA,
@@ -153,7 +154,7 @@ class ConnectionHandler:
     async def request_logout(self, reason: str, grace: float = LOGOUT_REQUEST_DEADLINE_S) -> None:
         """Ask the initiator to log out (AsyncEvent 1), give it `grace` seconds, then end the
         connection (planned shutdown, target deletion: RFC 7143 §11.9.1)."""
-        if self.login is not None and self.login.session_type == "Normal" and not self.closed.is_set():
+        if self.login is not None and self.login.session_type is SessionType.NORMAL and not self.closed.is_set():
             self.conn.send_async_event(ASYNC_EVENT_LOGOUT_REQUEST, param3=int(grace))
             with trio.move_on_after(grace):
                 try:
@@ -305,7 +306,7 @@ class ConnectionHandler:
         rec = self.service.registry.attach(ev.tsih, self.terminate, self)
         if rec is not None and isinstance(rec.replaces, ConnectionHandler):
             self._reinstated, rec.replaces = rec.replaces, None
-        if ev.session_type == "Normal" and ev.target_name:
+        if ev.session_type is SessionType.NORMAL and ev.target_name:
             target = self.service.config.target_by_iqn(ev.target_name)
             self.target_id = target.id if target else None
             iqn = self.service.config.target_iqn(target) if target else ev.target_name
@@ -320,11 +321,8 @@ class ConnectionHandler:
     def _command(self, ev: ScsiCommand) -> None:
         luns = self.service.lun_map(self.target_id) if self.target_id is not None else {}
         assert self.nexus is not None
-        length = ev.expected_length
-        # positional (cdb, lun, nexus, data_out, expected_in, expected_length, task_tag,
-        # task_attr): keyword arguments cost ~0.3 us more per command
-        req = ScsiRequest(ev.cdb, ev.lun, self.nexus, ev.data, length if ev.read else 0, length, ev.itt,
-                          ev.attr)
+        # positional (cdb, lun, nexus, data_out, task_tag): keyword arguments cost ~0.3 us more
+        req = ScsiRequest(ev.cdb, ev.lun, self.nexus, ev.data, ev.itt)
         try:
             res = scsi.execute(req, luns, nowait=self._nursery is not None)
         except WouldBlock:

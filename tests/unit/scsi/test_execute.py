@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pyscsi_target.scsi import LogicalUnit, Nexus, SenseReason, data_out_length, is_blocking
+from pyscsi_target.scsi import LogicalUnit, Nexus, SenseReason
+from pyscsi_target.scsi.core import data_out_length, is_blocking
 from pyscsi_target.scsi.types import CHECK_CONDITION, GOOD, RESERVATION_CONFLICT
 from pyscsi_target.storage.base import (
     FlushFailed,

@@ -50,8 +50,7 @@ def tlu(tiered: TieredBackend) -> LogicalUnit:
 
 
 def req(cdb: bytes, data: bytes | None = None) -> ScsiRequest:
-    return ScsiRequest(cdb=cdb, lun=0, nexus=NEXUS, data_out=data, expected_in=0 if data else 1 << 20,
-                       expected_length=len(data) if data else 1 << 20)
+    return ScsiRequest(cdb=cdb, lun=0, nexus=NEXUS, data_out=data)
 
 
 def test_reads_of_cached_blocks_run_inline_whatever_their_size(tlu: LogicalUnit, tiered: TieredBackend) -> None:

@@ -7,7 +7,8 @@ import struct
 
 import pytest
 
-from pyscsi_target.scsi import LogicalUnit, data_out_length
+from pyscsi_target.scsi import LogicalUnit
+from pyscsi_target.scsi.core import data_out_length
 from pyscsi_target.scsi.vpd import max_atomic_transfer_blocks, max_transfer_blocks
 from pyscsi_target.storage import MemoryBackend
 

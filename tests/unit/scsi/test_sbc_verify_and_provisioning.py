@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from pyscsi_target.scsi import LogicalUnit, data_out_length
+from pyscsi_target.scsi import LogicalUnit
+from pyscsi_target.scsi.core import data_out_length
 from pyscsi_target.scsi.types import GOOD
 from pyscsi_target.storage import MemoryBackend
 

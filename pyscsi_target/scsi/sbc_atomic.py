@@ -1,5 +1,4 @@
-"""SBC-4 commands that complete the block command set: ORWRITE(16), WRITE ATOMIC(16) and READ
-DEFECT DATA(10/12).
+"""SBC-4 writes that are atomic on the LU: ORWRITE(16) and WRITE ATOMIC(16).
 
 ORWRITE and WRITE ATOMIC take `lu.lock` around their read-modify-write / write, so they are
 atomic with respect to each other, COMPARE AND WRITE and SANITIZE on the LU (SBC-4 §4.29): the
@@ -10,11 +9,9 @@ FUA=0 and WCE=1 promises only what WRITE does until SYNCHRONIZE CACHE.
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 
-from .cdb import allocation_truncate, check_range, u16, u32, u64
+from .cdb import check_range, u16, u32, u64
 from .command import Task
 from .lu import LogicalUnit
 from .sense import invalid_cdb
@@ -83,35 +80,3 @@ def write_atomic16(task: Task) -> ScsiResult:
 
 def write_atomic_data_length(cdb: bytes, block_size: int) -> int:
     return u16(cdb, 12) * block_size
-
-
-# ---- READ DEFECT DATA(10/12) (SBC-4 §5.19, §5.20) ------------------------------------------------
-
-#: DEFECT LIST FORMAT codes defined by SBC-4 (table 46): short block, extended bytes from index,
-#: extended physical sector, long block, bytes from index, physical sector. 110b is vendor
-#: specific (we have none) and 111b reserved: both INVALID FIELD IN CDB.
-DEFECT_LIST_FORMATS = frozenset(range(6))
-REQ_PLIST, REQ_GLIST = 0x10, 0x08
-
-
-def _defect_flags(byte: int, field_byte: int) -> int:
-    """PLISTV/GLISTV echo what was asked for (our lists exist and are empty) with the format."""
-    fmt = byte & 0x07
-    if fmt not in DEFECT_LIST_FORMATS:
-        raise invalid_cdb(field_byte, 2)
-    return byte & (REQ_PLIST | REQ_GLIST | 0x07)
-
-
-def read_defect_data10(task: Task) -> ScsiResult:
-    """READ DEFECT DATA(10): a 4-byte header with DEFECT LIST LENGTH 0: a file has no defects
-    the initiator could act on (the file system remaps them)."""
-    flags = _defect_flags(task.cdb[2], 2)
-    data = struct.pack(">xBH", flags, 0)
-    return ScsiResult(data=allocation_truncate(data, u16(task.cdb, 7)))
-
-
-def read_defect_data12(task: Task) -> ScsiResult:
-    """READ DEFECT DATA(12): an 8-byte header (GENERATION CODE 0, DEFECT LIST LENGTH 0)."""
-    flags = _defect_flags(task.cdb[1], 1)
-    data = struct.pack(">xBHI", flags, 0, 0)
-    return ScsiResult(data=allocation_truncate(data, u32(task.cdb, 6)))
