@@ -71,9 +71,10 @@ class Backend(ABC):
 
     def read_nowait(self, lba: int, nblocks: int) -> memoryview:
         """`read()` if it can be served from memory without waiting for the medium, else raise
-        WouldBlock (an event loop's fast path; docs/performance.md). Default: `read()`, for
-        backends that never wait."""
-        return self.read(lba, nblocks)
+        WouldBlock (an event loop's fast path; docs/performance.md). Default: WouldBlock, so
+        that a backend that does not know is read in a worker thread and never blocks the event
+        loop (issue #14 item 4); backends that can answer without waiting override it."""
+        raise WouldBlock
 
     @abstractmethod
     def write(self, lba: int, data: Buffer) -> None:

@@ -17,20 +17,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from . import _posix
-from ._common import (
-    ClosedGuard,
-    FaultLatch,
-    Run,
-    StallGuard,
-    blocks_in,
-    byte_view,
-    check_block_size,
-    check_pattern,
-)
-from .base import Backend, Buffer, MediumError, NoSpace, OutOfRange, ReadOnly, StorageError, WouldBlock
+from ._common import check_pattern
+from ._descriptor import DescriptorBackend
+from .base import Buffer, MediumError, OutOfRange, StorageError
 
 #: Default logical block size, in bytes (SBC-4 §4.5).
 DEFAULT_BLOCK_SIZE = 512
@@ -53,7 +45,7 @@ def _device_discards(st: os.stat_result) -> bool:
     return False
 
 
-class BlockDeviceBackend(Backend):
+class BlockDeviceBackend(DescriptorBackend):
     """A block device, zvol or regular file, addressed with preadv/pwritev. Only whole blocks are
     exposed. `sync_fn` is the fault-injection hook for flush (default os.fdatasync). `fd`: an
     already-open descriptor of the device or file (the backend owns it from now on, also when this
@@ -67,14 +59,8 @@ class BlockDeviceBackend(Backend):
         sync_fn: SyncFn = os.fdatasync,
         fd: int | None = None,
     ) -> None:
-        self.block_size = check_block_size(block_size)
-        self.read_only = read_only
-        self.path = os.fspath(path)
+        super().__init__(path, block_size, read_only, "device backend")
         self._sync_fn = sync_fn
-        self._latch = FaultLatch()
-        self._closed = ClosedGuard(f"device backend {self.path}")
-        self._nowait = True  # read_nowait() can ask the page cache (until EOPNOTSUPP says no)
-        self._stalls = StallGuard()
         flags = (os.O_RDONLY if read_only else os.O_RDWR) | os.O_CLOEXEC
         if fd is not None:
             self._fd = fd
@@ -107,20 +93,6 @@ class BlockDeviceBackend(Backend):
     def num_blocks(self) -> int:
         return self._num_blocks
 
-    @property
-    def supports_unmap(self) -> bool:
-        return self._supports_unmap
-
-    def _readable(self, lba: int, nblocks: int) -> None:
-        self._closed.check()
-        self._check(lba, nblocks)
-
-    def _writable(self) -> None:
-        self._closed.check()
-        if self.read_only:
-            raise ReadOnly(f"{self.path} is read-only")
-        self._latch.check()
-
     def read(self, lba: int, nblocks: int) -> memoryview:
         self._readable(lba, nblocks)
         length, offset = nblocks * self.block_size, lba * self.block_size
@@ -137,40 +109,6 @@ class BlockDeviceBackend(Backend):
             done += len(got)
         return memoryview(parts[0] if len(parts) == 1 else b"".join(parts))
 
-    def read_nowait(self, lba: int, nblocks: int) -> memoryview:
-        """`read()` when every byte is in the page cache (preadv2 RWF_NOWAIT), else WouldBlock."""
-        self._readable(lba, nblocks)
-        if not self._nowait:
-            return self.read(lba, nblocks)
-        try:
-            data = _posix.pread_cached(self._fd, nblocks * self.block_size, lba * self.block_size)
-        except OSError as err:
-            if not _posix.is_unsupported(err):
-                raise MediumError(f"{self.path}: read failed: {err.strerror}") from err
-            self._nowait = False
-            return self.read(lba, nblocks)
-        if data is None:
-            raise WouldBlock
-        return memoryview(data)
-
-    def write_nowait(self, lba: int, data: Buffer) -> None:
-        """`write()` unless recent writes stalled on the device (StallGuard): then WouldBlock."""
-        self._stalls.check()
-        self._stalls.timed(lambda: self.write(lba, data))
-
-    def write(self, lba: int, data: Buffer) -> None:
-        self._writable()
-        view = byte_view(data)
-        self._check(lba, blocks_in(view, self.block_size))
-        done, offset = 0, lba * self.block_size
-        while done < view.nbytes:
-            try:
-                done += os.pwritev(self._fd, [view[done:]], offset + done)
-            except OSError as err:
-                if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise NoSpace(f"{self.path}: no space left") from err
-                raise MediumError(f"{self.path}: write failed: {err.strerror}") from err
-
     def write_fua(self, lba: int, data: Buffer) -> None:
         """SBC-4 §5.40 FUA: write, then fdatasync before returning."""
         self.write(lba, data)
@@ -180,9 +118,6 @@ class BlockDeviceBackend(Backend):
         """SBC-4 §5.26 SYNCHRONIZE CACHE: fdatasync (the whole device; a range cannot be synced)."""
         self._readable(lba, nblocks)
         self._latch.run(lambda: self._sync_fn(self._fd))
-
-    def clear_fault(self) -> None:
-        self._latch.clear()
 
     def unmap(self, lba: int, nblocks: int) -> None:
         """SBC-4 §5.31 UNMAP: deallocate where possible; later reads return zeroes either way."""
@@ -204,14 +139,3 @@ class BlockDeviceBackend(Backend):
         self._writable()
         check_pattern(block, self.block_size)
         super().write_same(lba, nblocks, block)  # pwritev of a pattern repeated up to 1 MiB
-
-    def allocation(self, lba: int, nblocks: int) -> Iterator[Run]:
-        """SBC-4 §5.7 GET LBA STATUS from the hole map (a block device reports all mapped)."""
-        self._readable(lba, nblocks)
-        return iter(_posix.allocation_runs(self._fd, lba, nblocks, self.block_size))
-
-    def close(self) -> None:
-        if self._closed.closed:
-            return
-        self._closed.closed = True
-        os.close(self._fd)

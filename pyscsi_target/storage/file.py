@@ -29,28 +29,18 @@ Threads: read/write/flush/unmap/write_same/allocation may run concurrently in wo
 
 from __future__ import annotations
 
-import errno
 import mmap
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 
 from . import _posix
-from ._common import (
-    FILL_CHUNK_BYTES,
-    ClosedGuard,
-    FaultLatch,
-    Run,
-    StallGuard,
-    blocks_in,
-    byte_view,
-    check_block_size,
-    check_pattern,
-)
+from ._common import FILL_CHUNK_BYTES, byte_view, check_pattern
+from ._descriptor import NO_VIEWS, DescriptorBackend
 from ._mapping import Mapping
-from .base import Backend, Buffer, MediumError, NoSpace, OutOfRange, ReadOnly, StorageError, WouldBlock
+from .base import Buffer, MediumError, OutOfRange, StorageError, WouldBlock
 
 #: Default logical block size, in bytes (SBC-4 §4.5).
 DEFAULT_BLOCK_SIZE = 512
@@ -102,7 +92,7 @@ def _adopt_fd(path: str, fd: int) -> int:
     return fd
 
 
-class FileBackend(Backend):
+class FileBackend(DescriptorBackend):
     """A regular file as an extent. Only whole blocks are exposed (a tail shorter than one block
     is ignored). `size_bytes` (None or 0: keep the file's size) grows a smaller file, sparsely;
     a larger existing file is never shrunk on open. `create` makes a missing file (ignored when
@@ -120,20 +110,14 @@ class FileBackend(Backend):
         flush_fn: FlushFn = msync_range,
         fd: int | None = None,
     ) -> None:
-        self.block_size = check_block_size(block_size)
-        self.read_only = read_only
-        self.path = os.fspath(path)
+        super().__init__(path, block_size, read_only, "file backend")
         self._flush_fn = flush_fn
-        self._latch = FaultLatch()
-        self._closed = ClosedGuard(f"file backend {self.path}")
         self._mm: Mapping | None = None  # for msync and resident large reads
         self._view = memoryview(b"")
         self._address = 0  # where the mapping starts, for mincore
         self._retired: list[Mapping] = []  # mappings replaced while read_nowait() views were alive
         self._mapped_reads = 0  # bytes served through the mapping since it was last trimmed
         self._length = 0  # bytes exposed: whole blocks of the file
-        self._nowait = True  # read_nowait() can ask the page cache (until EOPNOTSUPP says no)
-        self._stalls = StallGuard()
         self._meta_dirty = False
         if size_bytes is not None and (not isinstance(size_bytes, int) or size_bytes < 0):
             if fd is not None:
@@ -154,10 +138,6 @@ class FileBackend(Backend):
     @property
     def num_blocks(self) -> int:
         return self._length // self.block_size
-
-    @property
-    def supports_unmap(self) -> bool:
-        return self._supports_unmap
 
     def _grow_to(self, size_bytes: int | None) -> None:
         if not size_bytes:
@@ -187,6 +167,7 @@ class FileBackend(Backend):
             raise StorageError(f"{self.path}: cannot map {length} bytes: {err.strerror}") from err
         self._view = self._mm.view
         self._address = self._mm.address
+        self._view_min = MAPPED_READ_MIN  # read_nowait()'s large resident reads: _view_read()
 
     def _unmap_file(self) -> bool:
         """Drop the mapping; closes every old one no read_nowait() view still uses. True if none
@@ -194,21 +175,10 @@ class FileBackend(Backend):
         if self._mm is not None:
             self._retired.append(self._mm)
         self._mm, self._view, self._length = None, memoryview(b""), 0
+        self._view_min = NO_VIEWS
         # a mapping a view still being sent uses is unmapped when that view goes
         self._retired = [old for old in self._retired if not old.close()]
         return not self._retired
-
-    # ---- checks ------------------------------------------------------------------------------
-
-    def _readable(self, lba: int, nblocks: int) -> None:
-        self._closed.check()
-        self._check(lba, nblocks)
-
-    def _writable(self) -> None:
-        self._closed.check()
-        if self.read_only:
-            raise ReadOnly(f"{self.path} is read-only")
-        self._latch.check()
 
     # ---- data path ---------------------------------------------------------------------------
 
@@ -225,27 +195,7 @@ class FileBackend(Backend):
             raise OutOfRange(f"{self.path}: end of file at block {lba + len(data) // bs}")
         return memoryview(data)
 
-    def read_nowait(self, lba: int, nblocks: int) -> memoryview:
-        """`read()` when every byte is in the page cache (preadv2 RWF_NOWAIT), else WouldBlock: a
-        cold random read then waits in a worker thread, not on the event loop."""
-        self._readable(lba, nblocks)
-        length = nblocks * self.block_size
-        if length >= MAPPED_READ_MIN and self._mm is not None:
-            return self._mapped_read(lba * self.block_size, length)
-        if not self._nowait:
-            return self.read(lba, nblocks)
-        try:
-            data = _posix.pread_cached(self._fd, length, lba * self.block_size)
-        except OSError as err:
-            if not _posix.is_unsupported(err):
-                raise MediumError(f"{self.path}: read failed: {err.strerror}") from err
-            self._nowait = False  # the file system cannot tell: plain reads from now on
-            return self.read(lba, nblocks)
-        if data is None:
-            raise WouldBlock
-        return memoryview(data)
-
-    def _mapped_read(self, start: int, length: int) -> memoryview:
+    def _view_read(self, start: int, length: int) -> memoryview:
         """A view of the mapping when every page of the range is resident, else WouldBlock (a
         fault would wait for the disk on the event loop; the worker thread's read() preads)."""
         page = start - start % _posix.PAGE_BYTES
@@ -260,29 +210,6 @@ class FileBackend(Backend):
             assert self._mm is not None
             self._mm.madvise(mmap.MADV_DONTNEED)  # page tables only: the page cache keeps the data
         return self._view[start:start + length]
-
-    def write_nowait(self, lba: int, data: Buffer) -> None:
-        """`write()` unless recent writes stalled on the device (StallGuard): then WouldBlock."""
-        self._stalls.check()
-        self._stalls.timed(lambda: self.write(lba, data))
-
-    def write(self, lba: int, data: Buffer) -> None:
-        self._writable()
-        view = byte_view(data)
-        nblocks = blocks_in(view, self.block_size)
-        self._check(lba, nblocks)
-        self._pwrite(lba * self.block_size, view)
-
-    def _pwrite(self, offset: int, view: memoryview) -> None:
-        """pwritev(2) all of `view` at `offset`: ENOSPC/EDQUOT -> NoSpace, other errors -> MediumError."""
-        done, total = 0, view.nbytes
-        while done < total:
-            try:
-                done += os.pwritev(self._fd, [view[done:] if done else view], offset + done)
-            except OSError as err:
-                if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise NoSpace(f"{self.path}: no space to write {total} bytes at {offset}") from err
-                raise MediumError(f"{self.path}: write failed: {err.strerror}") from err
 
     def write_fua(self, lba: int, data: Buffer) -> None:
         """SBC-4 §5.40 FUA: the data is durable before this returns."""
@@ -327,9 +254,6 @@ class FileBackend(Backend):
             os.fdatasync(self._fd)
             self._meta_dirty = False
 
-    def clear_fault(self) -> None:
-        self._latch.clear()
-
     # ---- provisioning ------------------------------------------------------------------------
 
     def unmap(self, lba: int, nblocks: int) -> None:
@@ -351,11 +275,6 @@ class FileBackend(Backend):
                 self._meta_dirty = True
                 return
         self._fill(start, nblocks, 0)
-
-    def allocation(self, lba: int, nblocks: int) -> Iterator[Run]:
-        """SBC-4 §5.7 GET LBA STATUS: mapped / deallocated runs from the file's hole map."""
-        self._readable(lba, nblocks)
-        return iter(_posix.allocation_runs(self._fd, lba, nblocks, self.block_size))
 
     def resize(self, size_bytes: int) -> None:
         """Set the file size (growing is sparse) and map it anew. read() returns copies; views

@@ -53,6 +53,10 @@ class MemoryBackend(Backend):
     def read(self, lba: int, nblocks: int) -> memoryview:
         return self._data[self._span(lba, nblocks)].data
 
+    def read_nowait(self, lba: int, nblocks: int) -> memoryview:
+        """RAM never waits: `read()`."""
+        return self._data[self._span(lba, nblocks)].data
+
     def write(self, lba: int, data: Buffer) -> None:
         self._writable()
         view = byte_view(data)

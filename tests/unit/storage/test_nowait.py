@@ -98,6 +98,44 @@ def test_memory_backend_never_waits() -> None:
     assert bytes(b.read_nowait(1, 1)) == b"m" * 512
 
 
+class PlainFileBackend(Backend):
+    """A backend that only implements the interface's required methods (reads with pread, so
+    every read may wait for the device), as a new kind starts out (issue #14 item 4)."""
+
+    def __init__(self, path: Path) -> None:
+        self.block_size, self.read_only = BS, False
+        self._fd = os.open(path, os.O_RDWR)
+
+    @property
+    def num_blocks(self) -> int:
+        return os.fstat(self._fd).st_size // BS
+
+    def read(self, lba: int, nblocks: int) -> memoryview:
+        self._check(lba, nblocks)
+        return memoryview(os.pread(self._fd, nblocks * BS, lba * BS))
+
+    def write(self, lba: int, data: bytes | bytearray | memoryview) -> None:
+        os.pwrite(self._fd, data, lba * BS)
+
+    def flush(self, lba: int = 0, nblocks: int = 0) -> None:
+        os.fdatasync(self._fd)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def test_a_backend_that_does_not_say_it_never_waits_is_read_off_the_event_loop(tmp_path: Path) -> None:
+    path = tmp_path / "plain.img"
+    path.write_bytes(payload(4, seed=11))
+    b = PlainFileBackend(path)
+    try:
+        with pytest.raises(WouldBlock):  # the default read_nowait(): the caller uses a worker thread
+            b.read_nowait(0, 1)
+        assert bytes(b.read(0, 4)) == payload(4, seed=11)
+    finally:
+        b.close()
+
+
 class FakeClock:
     """Time that passes only when a test says so."""
 
