@@ -12,7 +12,8 @@ from pathlib import Path
 import trio
 
 from . import __version__
-from .model import ConfigError, StoreError
+from .api.refusals import describe
+from .model import ApplyError, ConfigError, StoreError
 from .server import configtool
 from .server.options import (
     DEFAULT_API_ADDRESS,
@@ -159,10 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         trio.run(_run, options)
     except* KeyboardInterrupt:
         pass
-    except* (OSError, ConfigError, StoreError, OptionsError) as group:
+    except* (OSError, ConfigError, ApplyError, StoreError, OptionsError) as group:
         failures.extend(_leaves(group))
-    for failure in failures:
-        print(f"pyscsi-target: {failure}", file=sys.stderr)
+    for failure in failures:  # a live refusal at start-up (a port in use) names the API field, as a 409 does
+        print(f"pyscsi-target: {describe(failure) if isinstance(failure, ApplyError) else failure}", file=sys.stderr)
     return 1 if failures else 0
 
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..model.config import EXTENT_FILE, Config
+from ..model.config import Config
 from ..model.control import ConfigError
+from ..model.kinds import DISK, kind_for
 from ..model.validation import NON_FIELD, ValidationContext, validate
 from . import tables
 from .fields import Errors, coerce, serialize
@@ -89,10 +90,11 @@ def _section(doc: dict[str, Any], key: str, kind: type, out: _Collector) -> Any:
 
 
 def _as_input(res: Resource, row: dict[str, Any]) -> dict[str, Any]:
-    """A GET object as a POST body: a device extent names its device through its path."""
+    """A GET object as a POST body: a device extent (a kind whose storage input is `disk`, which
+    is write-only) names its device through its path."""
     body = dict(row)
-    kind = body.get("iscsi_target_extent_type")
-    if res.collection == "extents" and kind not in (None, EXTENT_FILE) and not body.get("iscsi_target_extent_disk"):
+    kind = kind_for(body.get("iscsi_target_extent_type")) if res.collection == "extents" else None
+    if kind is not None and kind.location == DISK and not body.get("iscsi_target_extent_disk"):
         body["iscsi_target_extent_disk"] = body.get("iscsi_target_extent_path")
     return body
 

@@ -70,6 +70,9 @@ class Field:
     output: Callable[[Any], Any] | None = None
     #: a fact of the running target, not configuration (the extent's state): left out of backups
     runtime: bool = False
+    #: the model attribute a key without `attr` shows (the resource maps it itself): a live
+    #: refusal about that attribute names this key (api/refusals.py)
+    shows: str | None = None
 
     @property
     def required(self) -> bool:

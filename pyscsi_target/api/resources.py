@@ -25,6 +25,7 @@ from ..model.config import (
     TargetGroup,
 )
 from ..model.edits import LUN_AUTO
+from ..model.kinds import PATH, kind_for
 from . import tables
 from .fields import MSG_REQUIRED, Errors, Field, assign
 
@@ -59,9 +60,11 @@ def _mapping_order(cfg: Config, m: LunMapping) -> tuple[Any, ...]:
 
 
 def _load_extent(ext: Extent, values: dict[str, Any], created: bool) -> Errors:
-    """Turning an extent into a File extent needs a path: the old one is a device's."""
-    became_file = values.get("iscsi_target_extent_type") == EXTENT_FILE
-    if became_file and "iscsi_target_extent_path" not in values and not created and ext.disk:
+    """Turning a device extent into one of a kind whose storage is named by its path (File)
+    needs a path: the old one is the device's."""
+    kind = kind_for(values.get("iscsi_target_extent_type"))
+    named_by_path = kind is not None and kind.location == PATH
+    if named_by_path and "iscsi_target_extent_path" not in values and not created and ext.disk:
         return {"iscsi_target_extent_path": [MSG_REQUIRED]}
     return {}
 

@@ -17,7 +17,7 @@ import trio
 from quart import Response, current_app
 
 from ..model.config import Config
-from ..model.control import ConfigError, TargetControl
+from ..model.control import ApplyError, ConfigError, TargetControl
 from ..model.validation import ValidationContext
 from .auth import AuthGuard
 from .http import conflict
@@ -58,10 +58,15 @@ class ApiState:
     cascaded: CascadeMemory = field(default_factory=CascadeMemory)
 
     async def commit(self, new: Config) -> Response | None:
-        """Apply `new`; a refusal from the live target (`ApplyError`, a `ConfigError`) is the
-        client's 409 naming the field, and nothing was committed (Part B §B.2.2)."""
+        """Apply `new`; a refusal from the live target (`ApplyError`, named in model terms and
+        mapped to the wire field by api/refusals.py, or a `ConfigError`) is the client's 409
+        naming the field, and nothing was committed (Part B §B.2.2)."""
         try:
             await self.control.apply(new)
+        except ApplyError as exc:
+            from .refusals import refusal_errors  # the field tables need this module first
+
+            return conflict(refusal_errors(exc))
         except ConfigError as exc:
             return conflict(exc.errors)
         return None

@@ -7,16 +7,9 @@ secrets) the constant says so. These tables drive parsing, responses and the Ope
 
 from __future__ import annotations
 
-from ..model.config import (
-    AUTH_METHODS,
-    AUTH_NONE,
-    BLOCKSIZE_CHOICES,
-    EXTENT_DISK,
-    EXTENT_FILE,
-    EXTENT_ZVOL,
-    RPM_CHOICES,
-)
+from ..model.config import AUTH_METHODS, AUTH_NONE, BLOCKSIZE_CHOICES, RPM_CHOICES
 from ..model.edits import LUN_MAX, LUN_MIN
+from ..model.kinds import api_types
 from ..model.validation import MSG_CHOICE_FK
 from .fields import BOOLEAN, INTEGER, OBJECT, REQUIRED, STRING, STRING_LIST, Field
 from .state import api_state
@@ -37,8 +30,9 @@ TAG_MAX = 65535
 #: Threshold percentages (spec Part A §2.1/§2.2).
 PERCENT_MIN = 1
 PERCENT_MAX = 99
-#: Extent type on input: File or Disk; ZVOL (what GET returns for a zvol) is read as Disk.
-EXTENT_TYPES = (EXTENT_FILE, EXTENT_DISK, EXTENT_ZVOL)
+#: Extent type on input: File or Disk; ZVOL (what GET returns for a zvol) is read as Disk. Every
+#: kind's type names, from the table of kinds (model/kinds.py).
+EXTENT_TYPES = api_types()
 TARGET_MODES = ("iscsi", "fc", "both")
 #: "No auth group" as FreeNAS's forms sent it (spec Part A §2.6/§2.8).
 NO_AUTH_GROUP = -1
@@ -160,7 +154,7 @@ MAPPING = (
           default=None, nullable=True, minimum=LUN_MIN, maximum=LUN_MAX, output_nullable=False,
           type_message="LUN ID must be a positive integer",
           range_message=f"LUN ID must be a positive integer and lower than {LUN_MAX + 1}",
-          output=lambda m: m.lunid),
+          output=lambda m: m.lunid, shows="lunid"),
 )
 
 PORTAL = (
@@ -173,7 +167,7 @@ PORTAL = (
     Field("iscsi_target_portal_discoveryauthgroup", INTEGER, "Auth group number for discovery; null or -1.",
           attr="discoveryauthgroup", default=None, nullable=True, minimum=NO_AUTH_GROUP),
     Field("iscsi_target_portal_ips", STRING_LIST, "Listen addresses: IPv4:port or [IPv6]:port.",
-          output=lambda p: [str(a) for a in p.ips]),
+          output=lambda p: [str(a) for a in p.ips], shows="ips"),
 )
 
 GLOBAL = (

@@ -4,7 +4,7 @@ The API never touches sockets or sessions. It reads `snapshot()`, builds a new `
 it (model/validation) and calls `await apply(new_config)`. `server.TargetService` implements this:
 it persists the configuration and makes the live target match it (portals listen, LUNs appear,
 sessions of deleted targets end). If the live change cannot be made, it raises `ApplyError`
-naming the API field, and neither the database nor the running target changes.
+naming the object and model attribute, and neither the database nor the running target changes.
 """
 
 from __future__ import annotations
@@ -24,12 +24,22 @@ class ConfigError(Exception):
         self.errors = errors
 
 
-class ApplyError(ConfigError):
-    """The change was valid but could not be applied live (port in use, device missing)."""
+class ApplyError(Exception):
+    """The change was valid but could not be applied live (port in use, device missing).
 
-    @classmethod
-    def on(cls, api_field: str, message: str) -> ApplyError:
-        return cls({api_field: [message]})
+    It names what it is about in model terms (issue #14 item 5): the `Config` collection
+    ("extents", "portals"), the object's id and the model attribute (`Extent.filesize`,
+    `Portal.ips`); None for a refusal of the change as a whole. The API maps the attribute to its
+    wire field name through its field tables (api/refusals.py)."""
+
+    def __init__(self, message: str, collection: str | None = None, oid: int | None = None,
+                 attr: str | None = None) -> None:
+        where = f"{collection} {oid} {attr}: " if collection is not None else ""
+        super().__init__(where + message)
+        self.message = message
+        self.collection = collection
+        self.oid = oid
+        self.attr = attr
 
 
 class SessionType(StrEnum):

@@ -1,15 +1,17 @@
 """Extent rules: backing paths, devices, sizes and the identities the LUN reports (NAA, serial).
 
-Stdlib only. `check_extent` normalises an `Extent` in place (filesize to bytes, File path to its
+Stdlib only. The rules here normalise an `Extent` in place (filesize to bytes, File path to its
 normal form, Disk/ZVOL path computed under the device root, NAA and serial generated once) and
-returns the API errors (spec Part A §2.2 and §3.1, Part B §B.2.5-B.2.7). The backing file itself is
-created by the server when it applies the configuration; nothing here writes to disk.
+return the API errors (spec Part A §2.2 and §3.1, Part B §B.2.5-B.2.7): `check_identity` for every
+extent, `check_file` and `check_device` for the two kinds, which model/kinds.py's table of kinds
+picks between (`kinds.check_extent`). The backing file itself is created by the server when it
+applies the configuration; nothing here writes to disk.
 
 Confinement (issue #10 items 1-3): `StoragePolicy` says where extents may live. A path is judged by
 what it resolves to with every symlink followed: a File extent must be a regular file under an
 extent root, a Disk/ZVOL extent a block device under the device root (a regular file there only
 with `--allow-file-devices`), never anything under /proc or /sys; and no two extents may share one
-file or device (`storage_identity`: st_dev+st_ino, st_rdev for devices). These checks are by name,
+file or device (`storage_identity`: st_dev+st_ino, st_rdev for devices; kinds.shared_with). These checks are by name,
 for the API's answer; the server repeats them on the descriptor it opens (server/extents.py).
 """
 
@@ -109,27 +111,6 @@ def kind_problem(mode: int, disk: bool, allow_file_devices: bool, name: str) -> 
     return MSG_NOT_BLOCK.format(disk=name)
 
 
-def _identity_of_path(path: str) -> tuple[int, ...] | None:
-    try:
-        return storage_identity(os.stat(path))
-    except (OSError, ValueError):
-        return None
-
-
-def shared_with(cfg: Config, ext: Extent) -> Extent | None:
-    """Another extent backed by the same file or device as `ext` (by identity when both exist,
-    else by resolved path), or None (issue #10 item 3)."""
-    mine = _identity_of_path(ext.path)
-    real = os.path.realpath(ext.path)
-    for other in cfg.extents.values():
-        if other.id == ext.id or not other.path:
-            continue
-        if os.path.realpath(other.path) == real:
-            return other
-        if mine is not None and _identity_of_path(other.path) == mine:
-            return other
-    return None
-
 _SIZE_RE = re.compile(r"\s*([0-9]{1,25})\s*([A-Za-z]{1,2})?\s*")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -209,7 +190,9 @@ def _file_size(path: str) -> int:
         return 0
 
 
-def _check_file(cfg: Config, ext: Extent, roots: tuple[str, ...]) -> Errors:
+def check_file(cfg: Config, ext: Extent, policy: StoragePolicy) -> Errors:
+    """The File kind's rules (model/kinds.py): a regular file under an extent root, its size."""
+    roots = policy.extent_roots
     ext.disk = None
     ext.type = EXTENT_FILE
     try:
@@ -227,9 +210,6 @@ def _check_file(cfg: Config, ext: Extent, roots: tuple[str, ...]) -> Errors:
     if size and size < current:
         # issue #10 item 9: a smaller size would truncate the file under the initiators
         return {F_FILESIZE: [MSG_SHRINK.format(current=current)]}
-    other = shared_with(cfg, ext)
-    if other is not None:
-        return {F_PATH: [MSG_SHARED.format(other=other.name)]}
     return {}
 
 
@@ -260,8 +240,9 @@ def device_problem(path: str, policy: StoragePolicy, name: str) -> str | None:
     return kind_problem(mode, True, policy.allow_file_devices, name)
 
 
-def _check_disk(cfg: Config, ext: Extent, policy: StoragePolicy) -> Errors:
-    """Disk/ZVOL: `zvol/<pool>/<vol>` or `<dev>` under the device root (spec Part B §B.2.6)."""
+def check_device(cfg: Config, ext: Extent, policy: StoragePolicy) -> Errors:
+    """The Disk/ZVOL kind's rules (model/kinds.py): `zvol/<pool>/<vol>` or `<dev>` under the
+    device root (spec Part B §B.2.6)."""
     device_root = policy.device_root
     if not ext.disk:
         return {F_DISK: [MSG_REQUIRED]}
@@ -277,11 +258,6 @@ def _check_disk(cfg: Config, ext: Extent, policy: StoragePolicy) -> Errors:
         return {F_DISK: [problem]}
     ext.disk, ext.path, ext.filesize = disk, full, FILESIZE_AUTO
     ext.type = EXTENT_ZVOL if is_zvol else EXTENT_DISK
-    other = shared_with(cfg, ext)
-    if other is not None:
-        if other.type == EXTENT_FILE:
-            return {F_DISK: [f'Disk "{disk}" is the file of extent "{other.name}".']}
-        return {F_DISK: [f'Disk "{disk}" is already used by extent "{other.name}".']}
     return {}
 
 
@@ -305,11 +281,7 @@ def _check_identity(cfg: Config, ext: Extent) -> Errors:
     return errors
 
 
-def check_extent(cfg: Config, ext: Extent, policy: StoragePolicy) -> Errors:
-    """Validate and normalise `ext`, which is already in `cfg.extents`."""
-    errors = _check_identity(cfg, ext)
-    if ext.type == EXTENT_FILE:
-        errors.update(_check_file(cfg, ext, policy.extent_roots))
-    else:
-        errors.update(_check_disk(cfg, ext, policy))
-    return errors
+def check_identity(cfg: Config, ext: Extent) -> Errors:
+    """The rules every extent has, whatever its kind: name, serial, NAA (model/kinds.py
+    `check_extent` adds its kind's)."""
+    return _check_identity(cfg, ext)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import extents
+from . import extents, kinds
 from .addresses import (
     ALL,
     AddressError,
@@ -336,7 +336,7 @@ def check_portal(cfg: Config, portal: Portal, _ctx: ValidationContext) -> Errors
 
 
 def check_extent(cfg: Config, ext: extents.Extent, ctx: ValidationContext) -> Errors:
-    return extents.check_extent(cfg, ext, ctx.storage)
+    return kinds.check_extent(cfg, ext, ctx.storage)
 
 
 _CHECKS: dict[str, Callable[[Config, Any, ValidationContext], Errors]] = {

@@ -1,7 +1,8 @@
 """Opening extents: model `Extent` -> storage backend + SCSI logical unit.
 
-The only place that knows how an API extent (File / Disk / ZVOL, filesize strings, rpm choices,
-`pblocksize`) turns into a backend and an `LuIdentity`, and where extents are opened confined to
+The openers of the path-based kinds (File: `open_file`; Disk/ZVOL: `open_device`; server/kinds.py
+picks one by the extent's kind), how an extent's settings (filesize strings, rpm choices,
+`pblocksize`, the kind's `thin`) turn into an `LuIdentity`, and where extents are opened confined to
 the server's roots (issue #10 items 1-2): every open resolves the path, refuses what lies outside
 the root or is not a regular file / block device (`model.extents.StoragePolicy`), opens the
 resolved path without following a last symlink and without blocking (a FIFO) or taking a terminal,
@@ -18,8 +19,8 @@ import stat
 from dataclasses import dataclass, field
 
 from ..model import Extent
-from ..model.config import EXTENT_FILE
 from ..model.extents import StoragePolicy, forbidden, kind_problem, parse_filesize, storage_identity, within
+from ..model.kinds import kind_for
 from ..scsi.lu import LogicalUnit, LuIdentity
 from ..storage import Backend, MemoryBackend, open_backend
 
@@ -39,6 +40,11 @@ def rpm_value(rpm: str) -> int:
     return 0
 
 
+def _thin(ext: Extent) -> bool:
+    kind = kind_for(ext.type)
+    return kind is not None and kind.thin
+
+
 def identity_of(ext: Extent) -> LuIdentity:
     exponent = 0
     if not ext.pblocksize and ext.blocksize < REPORTED_PHYSICAL_BLOCK:
@@ -49,7 +55,7 @@ def identity_of(ext: Extent) -> LuIdentity:
         rpm=rpm_value(ext.rpm),
         physical_block_exponent=exponent,
         read_only=ext.ro,
-        thin=ext.type == EXTENT_FILE,
+        thin=_thin(ext),
         insecure_tpc=ext.insecure_tpc,
         xen=ext.xen,
         avail_threshold=ext.avail_threshold,
@@ -129,22 +135,35 @@ def create_backing_file(path: str, size: int) -> list[str]:
     return created
 
 
-def _roots(ext: Extent, policy: StoragePolicy) -> list[str]:
-    if ext.type == EXTENT_FILE:
-        return [os.path.realpath(r) for r in policy.extent_roots]
-    return [os.path.realpath(policy.device_root)]
+@dataclass(frozen=True)
+class Confinement:
+    """Where a path-based kind's storage may be and what it may be: `roots` (resolved), `where`
+    (their name in messages), `devices` (block devices, and regular files with
+    --allow-file-devices; else regular files only: `model.extents.kind_problem`)."""
+
+    roots: tuple[str, ...]
+    where: str
+    devices: bool
+
+    @classmethod
+    def files(cls, policy: StoragePolicy) -> Confinement:
+        """File extents: regular files under an extent root."""
+        return cls(tuple(os.path.realpath(r) for r in policy.extent_roots), "an extent root", False)
+
+    @classmethod
+    def device_root(cls, policy: StoragePolicy) -> Confinement:
+        """Disk/ZVOL extents: block devices under the device root."""
+        return cls((os.path.realpath(policy.device_root),), f"the device root {policy.device_root}", True)
+
+    def holds(self, real: str) -> bool:
+        return any(within(real, r) for r in self.roots) and not forbidden(real)
 
 
-def _confined(real: str, roots: list[str]) -> bool:
-    return any(within(real, r) for r in roots) and not forbidden(real)
-
-
-def resolve_confined(ext: Extent, policy: StoragePolicy) -> str:
+def resolve_confined(ext: Extent, where: Confinement) -> str:
     """The extent's path with every symlink resolved, or ExtentRefused if that is outside its root."""
     real = os.path.realpath(ext.path)
-    if not _confined(real, _roots(ext, policy)):
-        where = "an extent root" if ext.type == EXTENT_FILE else f"the device root {policy.device_root}"
-        raise ExtentRefused(f"{ext.path} resolves to {real}, outside {where}")
+    if not where.holds(real):
+        raise ExtentRefused(f"{ext.path} resolves to {real}, outside {where.where}")
     return real
 
 
@@ -155,12 +174,12 @@ def _kernel_path(fd: int) -> str | None:
         return None
 
 
-def open_confined(ext: Extent, policy: StoragePolicy) -> tuple[int, os.stat_result]:
+def open_confined(ext: Extent, policy: StoragePolicy, where: Confinement) -> tuple[int, os.stat_result]:
     """Open the extent's file or device for serving; ExtentRefused (or OSError) if it may not be.
 
     The checks that decide are made on the opened descriptor (issue #10 item 2)."""
-    disk = ext.type != EXTENT_FILE
-    real = resolve_confined(ext, policy)
+    disk = where.devices
+    real = resolve_confined(ext, where)
     named = os.stat(real)
     problem = kind_problem(named.st_mode, disk, policy.allow_file_devices, ext.path)
     if problem:
@@ -179,7 +198,7 @@ def open_confined(ext: Extent, policy: StoragePolicy) -> tuple[int, os.stat_resu
             opened = os.path.realpath(ext.path)
             if storage_identity(os.stat(opened)) != storage_identity(st):
                 raise ExtentRefused(f"{ext.path} changed while it was being opened")
-        if not _confined(opened, _roots(ext, policy)):
+        if not where.holds(opened):
             raise ExtentRefused(f"{ext.path} opened {opened}, outside its root")
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     except BaseException:
@@ -188,24 +207,29 @@ def open_confined(ext: Extent, policy: StoragePolicy) -> tuple[int, os.stat_resu
     return fd, st
 
 
-def open_extent(ext: Extent, policy: StoragePolicy) -> LiveExtent:
-    """Blocking: open (and for File extents create, sparse) the extent's backing store, confined
-    to `policy`'s roots. Raises ExtentRefused, OSError or StorageError, leaving nothing created."""
+def open_file(ext: Extent, policy: StoragePolicy) -> LiveExtent:
+    """The File kind's opener (blocking): create the file (sparse) and missing folders when a
+    size is given, open it confined to the extent roots. Raises ExtentRefused, OSError or
+    StorageError, leaving nothing created."""
+    where = Confinement.files(policy)
     created: list[str] = []
     try:
-        if ext.type == EXTENT_FILE:
-            size = parse_filesize(ext.filesize)
-            if size:
-                created = create_backing_file(resolve_confined(ext, policy), size)
-            fd, st = open_confined(ext, policy)
-            backend = open_backend("file", ext.path, block_size=ext.blocksize, read_only=ext.ro,
-                                   size_bytes=size or None, create=False, fd=fd)
-        else:
-            fd, st = open_confined(ext, policy)
-            backend = open_backend("device", ext.path, block_size=ext.blocksize, read_only=ext.ro,
-                                   size_bytes=None, create=False, fd=fd)
+        size = parse_filesize(ext.filesize)
+        if size:
+            created = create_backing_file(resolve_confined(ext, where), size)
+        fd, st = open_confined(ext, policy, where)
+        backend = open_backend("file", ext.path, block_size=ext.blocksize, read_only=ext.ro,
+                               size_bytes=size or None, create=False, fd=fd)
     except BaseException:
         remove_created(created)
         raise
     return LiveExtent(ext, backend, LogicalUnit(backend, identity_of(ext)), storage_identity(st), created=created)
 
+
+def open_device(ext: Extent, policy: StoragePolicy) -> LiveExtent:
+    """The Disk/ZVOL kind's opener (blocking): open the device confined to the device root.
+    Raises ExtentRefused, OSError or StorageError."""
+    fd, st = open_confined(ext, policy, Confinement.device_root(policy))
+    backend = open_backend("device", ext.path, block_size=ext.blocksize, read_only=ext.ro,
+                           size_bytes=None, create=False, fd=fd)
+    return LiveExtent(ext, backend, LogicalUnit(backend, identity_of(ext)), storage_identity(st))

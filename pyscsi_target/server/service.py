@@ -3,7 +3,7 @@
 It holds the configuration being served, the open extents, the portal listeners and the session
 registry, and makes the live target match each new configuration (spec Part B.2):
 1. open what the new configuration needs (extents, listening sockets); on failure undo and raise
-   `ApplyError` naming the API field, changing nothing;
+   `ApplyError` naming the object and model attribute (the API names the field), changing nothing;
    (an extent whose storage is refused or whose persistent reservations cannot be read is kept
    as a NOT READY LU with the reason, `extent_problems()`, and retried at every later apply);
 2. persist it (one SQLite transaction);
@@ -25,15 +25,16 @@ from dataclasses import dataclass
 import trio
 
 from ..model import ApplyError, Config, ConfigStore, Extent, Portal, SessionInfo
-from ..model.config import EXTENT_FILE
 from ..model.extents import MSG_SHRINK, StoragePolicy, parse_filesize
+from ..model.kinds import kind_for
 from ..scsi.lu import LogicalUnit
 from ..scsi.sense import SenseReason
 from ..scsi.types import Nexus
 from .admission import Admission
 from .connection import ConnectionHandler, tune_socket
-from .extents import LiveExtent, identity_of, not_ready, open_extent, remove_created
+from .extents import LiveExtent, identity_of, not_ready, remove_created
 from .isns import IsnsManager
+from .kinds import open_extent
 from .prstore import PrStore
 from .sessions import SessionRegistry
 
@@ -196,7 +197,7 @@ class TargetService:
             want = desired_addresses(new)
             for addr in want:
                 if addr not in self.listeners:
-                    bound[addr] = await self._bind(addr, strict=not initial)
+                    bound[addr] = await self._bind(addr, want[addr], strict=not initial)
             if persist and self.store is not None:
                 await trio.to_thread.run_sync(self.store.save, new)
         except BaseException:
@@ -223,7 +224,7 @@ class TargetService:
             live = self.extents.get(eid)
             unchanged = live is not None and live.same_storage(ext)
             if live is not None and unchanged and live.problem is None:
-                if ext.type == EXTENT_FILE and ext.filesize != live.extent.filesize:
+                if _resizable(ext) and ext.filesize != live.extent.filesize:
                     await self._resize(live, ext, resized)
                 continue
             if strict and not unchanged:
@@ -246,11 +247,11 @@ class TargetService:
         if not size or size == current:
             return
         if size < current:
-            raise ApplyError.on("iscsi_target_extent_filesize", MSG_SHRINK.format(current=current))
+            raise ApplyError(MSG_SHRINK.format(current=current), "extents", ext.id, "filesize")
         try:
             await trio.to_thread.run_sync(live.backend.resize, size)
         except Exception as exc:
-            raise ApplyError.on("iscsi_target_extent_filesize", f"Cannot resize: {exc}") from exc
+            raise ApplyError(f"Cannot resize: {exc}", "extents", ext.id, "filesize") from exc
         resized.append(live)
 
     async def _open_one(self, ext: Extent, *, strict: bool) -> LiveExtent:
@@ -258,7 +259,7 @@ class TargetService:
             live = await trio.to_thread.run_sync(self._extent_opener, ext)
         except Exception as exc:
             if strict:
-                raise ApplyError.on(_path_field(ext), f"Cannot open {ext.path}: {exc}") from exc
+                raise ApplyError(f"Cannot open {ext.path}: {exc}", "extents", ext.id, _location(ext)) from exc
             live = not_ready(ext, f"cannot open {ext.path}: {exc}")
         else:
             problem = await trio.to_thread.run_sync(self._load_pr_state, live)
@@ -299,12 +300,13 @@ class TargetService:
                 continue
             reason = f'{live.extent.path} is the file or device of extent "{other}"'
             if eid in refusing:
-                raise ApplyError.on(_path_field(live.extent), f"This file is already used by extent \"{other}\".")
+                raise ApplyError(f'This file is already used by extent "{other}".', "extents", eid,
+                                 _location(live.extent))
             await trio.to_thread.run_sync(_close_and_undo, live)
             opened[eid] = not_ready(live.extent, reason)
             log.error("extent %r is not served (LUN not ready): %s", live.extent.name, reason)
 
-    async def _bind(self, addr: Address, *, strict: bool) -> trio.socket.SocketType:
+    async def _bind(self, addr: Address, portal_id: int, *, strict: bool) -> trio.socket.SocketType:
         try:
             return await bind_listener(addr)
         except OSError as exc:
@@ -314,7 +316,7 @@ class TargetService:
             }.get(exc.errno or 0, exc.strerror or str(exc))
             host, port = addr
             shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            raise ApplyError.on("iscsi_target_portal_ips", f"Cannot listen on {shown}: {text}") from exc
+            raise ApplyError(f"Cannot listen on {shown}: {text}", "portals", portal_id, "ips") from exc
 
     def _switch(
         self,
@@ -499,8 +501,17 @@ class TargetService:
         return [lst.sock.getsockname()[:2] for lst in self.listeners.values()]
 
 
-def _path_field(ext: Extent) -> str:
-    return "iscsi_target_extent_path" if ext.type == EXTENT_FILE else "iscsi_target_extent_disk"
+def _resizable(ext: Extent) -> bool:
+    """`filesize` applies to the extent's kind (a change resizes it live)."""
+    kind = kind_for(ext.type)
+    return kind is not None and kind.resizable
+
+
+def _location(ext: Extent) -> str | None:
+    """The model attribute that names the extent's storage (refusals about it name that field);
+    None for a type no kind has (the refusal is then about the extent as a whole)."""
+    kind = kind_for(ext.type)
+    return kind.location if kind is not None else None
 
 
 def _close_and_undo(live: LiveExtent) -> None:

@@ -55,7 +55,7 @@ async def test_a_restart_serves_exactly_the_same_configuration(tmp_path: Path, a
 async def test_a_refused_apply_is_a_409_naming_the_field_and_commits_nothing(tmp_path: Path, api: Api) -> None:
     await b.portal(api, "127.0.0.1:3260")
     before = copy.deepcopy(api.control.config)
-    api.control.refuse = ApplyError.on("iscsi_target_portal_ips", "127.0.0.2:3260: address already in use")
+    api.control.refuse = ApplyError("127.0.0.2:3260: address already in use", "portals", 2, "ips")
     response = await api.call("POST", f"{P}/portal/", {"iscsi_target_portal_ips": ["127.0.0.2:3260"]})
     assert response.status_code == 409
     assert await response.get_json() == {"iscsi_target_portal_ips": ["127.0.0.2:3260: address already in use"]}
@@ -70,10 +70,10 @@ async def test_refused_updates_and_deletes_change_nothing(api: Api) -> None:
     await b.extent(api, "e")
     await b.mapping(api, 1, 1)
     before = copy.deepcopy(api.control.config)
-    api.control.refuse = ApplyError.on("iscsi_target_extent_path", "device missing")
+    api.control.refuse = ApplyError("device missing", "extents", 1, "path")
     assert await api.conflict("PUT", f"{P}/extent/1/", {"iscsi_target_extent_filesize": "2MB"}) == {
         "iscsi_target_extent_path": ["device missing"]}
-    api.control.refuse = ApplyError.on("__all__", "cannot end sessions")
+    api.control.refuse = ApplyError("cannot end sessions")
     assert await api.conflict("DELETE", f"{P}/target/1/") == {"__all__": ["cannot end sessions"]}
     assert api.control.config == before
     # ... and a cascade that was refused is not remembered: its mapping still answers normally.
