@@ -137,12 +137,12 @@ def create_backing_file(path: str, size: int) -> list[str]:
 
 @dataclass(frozen=True)
 class Confinement:
-    """Where a path-based kind's storage may be and what it may be: `roots` (resolved), `where`
-    (their name in messages), `devices` (block devices, and regular files with
+    """Where a path-based kind's storage may be and what it may be: `roots` (resolved), `name`
+    (theirs in messages), `devices` (block devices, and regular files with
     --allow-file-devices; else regular files only: `model.extents.kind_problem`)."""
 
     roots: tuple[str, ...]
-    where: str
+    name: str
     devices: bool
 
     @classmethod
@@ -163,7 +163,7 @@ def resolve_confined(ext: Extent, where: Confinement) -> str:
     """The extent's path with every symlink resolved, or ExtentRefused if that is outside its root."""
     real = os.path.realpath(ext.path)
     if not where.holds(real):
-        raise ExtentRefused(f"{ext.path} resolves to {real}, outside {where.where}")
+        raise ExtentRefused(f"{ext.path} resolves to {real}, outside {where.name}")
     return real
 
 

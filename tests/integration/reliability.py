@@ -274,7 +274,7 @@ GATE_TIMEOUT_S = 30.0
 
 def hooked_opener(hook: FlushHook) -> Callable[[Extent], LiveExtent]:
     """An extent opener for `TargetService` that builds the real FileBackend with `hook` as its
-    flush function (the same backend and LU as `server.extents.open_extent`)."""
+    flush function (the same backend and LU as `server.kinds.open_extent`)."""
 
     def open_hooked(ext: Extent) -> LiveExtent:
         assert ext.type == EXTENT_FILE
