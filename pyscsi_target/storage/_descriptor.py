@@ -34,7 +34,7 @@ class DescriptorBackend(Backend):
 
     _fd: int
     #: reads of at least this many bytes go to `_view_read()` (a subclass with a mapping)
-    _view_min: int = NO_VIEWS
+    _view_min: int
     _supports_unmap: bool
 
     def __init__(self, path: str | os.PathLike[str], block_size: int, read_only: bool, what: str) -> None:
@@ -45,6 +45,7 @@ class DescriptorBackend(Backend):
         self._closed = ClosedGuard(f"{what} {self.path}")
         self._nowait = True  # read_nowait() can ask the page cache (until EOPNOTSUPP says no)
         self._stalls = StallGuard()
+        self._view_min = NO_VIEWS  # an instance attribute: found first on the hot path
 
     @property
     def supports_unmap(self) -> bool:
