@@ -138,6 +138,7 @@ class PortalAuthority:
             method=group.authtype or AUTH_NONE,
             credentials=chap_secrets(self.cfg, group.authgroup),
             tpgt=self.portal.tag,
+            alias=target.alias,
         )
 
     def send_targets(self, initiator_name: str, which: str) -> list[SendTargetsEntry]:
