@@ -198,3 +198,56 @@ async def test_iscsi_ls_over_ipv6_reaches_the_target(stack: Stack) -> None:
     out = (await run_tool("iscsi-ls", "-s", "-i", CLIENT_IQN, f"iscsi://[::1]:{p6}")).stdout.decode()
     assert re.findall(r"Target:(\S+) Portal:(\S+)", out) == [(f"{BASE}:six", f"[::1]:{p6},1")], out
     assert re.search(r"Lun:0\s+Type:DIRECT_ACCESS \(Size:1023k\)", out), out
+
+
+# -- docs/api.md field audit: fields that had no end-to-end test ---------------------------------------
+
+
+def t10_vendor_id(page: bytes) -> bytes:
+    """The T10 vendor ID designator (type 1) of VPD page 0x83 (SPC-4 §7.8.6.4)."""
+    at, end = 4, 4 + struct.unpack_from(">H", page, 2)[0]
+    while at < end:
+        kind, length = page[at + 1] & 0x0F, page[at + 3]
+        if kind == 1:
+            return page[at + 4:at + 4 + length]
+        at += 4 + length
+    raise AssertionError("no T10 vendor ID designator")
+
+
+async def test_xen_leaves_the_serial_in_the_t10_vendor_id_unpadded(stack: Stack) -> None:
+    """FreeNAS's ctl device-id: product + serial padded to 31 characters, unpadded with xen."""
+    port = free_port()
+    p = await portal(stack, f"127.0.0.1:{port}")
+    extent = await target_with_lun(stack, "xen", p["id"])
+    serial = extent["iscsi_target_extent_serial"]
+    c = await normal_session("127.0.0.1", port, f"{BASE}:xen")
+    padded = t10_vendor_id(await scsi.vpd(c, 0, 0x83))
+    assert padded[8:24] == b"iSCSI Disk".ljust(16) and padded[24:] == serial.ljust(31).encode()
+    reply = await stack.api.put(f"{ISCSI}/extent/{extent['id']}/", {"iscsi_target_extent_xen": True})
+    assert reply.status == 200
+    await scsi.settle(c, 0)
+    assert t10_vendor_id(await scsi.vpd(c, 0, 0x83))[24:] == serial.encode()
+    await c.aclose()
+
+
+async def test_a_disabled_extent_leaves_its_target_and_comes_back(stack: Stack) -> None:
+    port = free_port()
+    p = await portal(stack, f"127.0.0.1:{port}")
+    first = await target_with_lun(stack, "two", p["id"])
+    second = await stack.api.create("extent", {
+        "iscsi_target_extent_name": "second", "iscsi_target_extent_type": "File",
+        "iscsi_target_extent_path": str(stack.options.data_dir / "extents" / "second.img"),
+        "iscsi_target_extent_filesize": "1MB"})
+    await stack.api.create("targettoextent", {"iscsi_target": first["target_id"], "iscsi_extent": second["id"],
+                                              "iscsi_lunid": 3})
+    c = await normal_session("127.0.0.1", port, f"{BASE}:two")
+    assert await scsi.report_luns(c) == [0, 3]
+    url = f"{ISCSI}/extent/{second['id']}/"
+    assert (await stack.api.put(url, {"iscsi_target_extent_enabled": False})).status == 200
+    res = await scsi.tur(c, 0)
+    assert (res.status, res.sense_key) == (scsi.CHECK_CONDITION, scsi.REPORTED_LUNS_DATA_CHANGED)
+    assert await scsi.report_luns(c) == [0]
+    assert (await stack.api.put(url, {"iscsi_target_extent_enabled": True})).status == 200
+    await scsi.settle(c, 0)
+    assert await scsi.report_luns(c) == [0, 3]
+    await c.aclose()
