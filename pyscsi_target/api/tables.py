@@ -188,22 +188,24 @@ SERVICE = (
           output=lambda s: "RUNNING" if s.enabled else "STOPPED"),
 )
 
-SESSION = tuple(
-    Field(name, kind, description, attr=name, read_only=True)
-    for name, kind, description in (
-        ("initiator", STRING, "Initiator name."),
-        ("initiator_addr", STRING, "Initiator address and port."),
-        ("target", STRING, "Target IQN (empty for discovery sessions)."),
-        ("target_portal", STRING, "Portal address the session came in through."),
-        ("isid", STRING, "Initiator session id (hex)."),
-        ("tsih", INTEGER, "Target session identifying handle."),
-        ("session_type", STRING, "Normal or Discovery."),
-        ("connections", INTEGER, "Number of connections."),
-        ("parameters", OBJECT, "Negotiated operational parameters."),
-        ("commands", INTEGER, "SCSI commands executed."),
-        ("read_bytes", INTEGER, "Bytes read by the initiator."),
-        ("written_bytes", INTEGER, "Bytes written by the initiator."),
-    )
+SESSION = (
+    *(Field(name, kind, description, attr=name, read_only=True)
+        for name, kind, description in (
+            ("initiator", STRING, "Initiator name."),
+            ("initiator_addr", STRING, "Initiator address and port."),
+            ("target", STRING, "Target IQN (empty for discovery sessions)."),
+            ("target_portal", STRING, "Portal address the session came in through."),
+            ("isid", STRING, "Initiator session id (hex)."),
+            ("tsih", INTEGER, "Target session identifying handle."),
+            ("session_type", STRING, "Normal or Discovery."),
+            ("connections", INTEGER, "Number of connections."),
+            ("parameters", OBJECT, "Negotiated operational parameters."),
+            ("commands", INTEGER, "SCSI commands executed."),
+            ("read_bytes", INTEGER, "Bytes read by the initiator."),
+            ("written_bytes", INTEGER, "Bytes written by the initiator."),
+        )),
+    Field("target_alias", STRING, "TargetAlias sent at login (the target's alias then), or null.",
+          attr="target_alias", read_only=True, nullable=True),
 )
 
 VERSION = tuple(

@@ -66,6 +66,8 @@ class SessionInfo:
     commands: int = 0
     read_bytes: int = 0
     written_bytes: int = 0
+    #: the TargetAlias the target sent in this session's final login response (None: none sent)
+    target_alias: str | None = None
 
 
 class TargetControl(Protocol):

@@ -28,6 +28,9 @@ class AuthPolicy:
     credentials: tuple[ChapSecret, ...] = ()
     #: Target Portal Group Tag to report (RFC 7143 §13.9)
     tpgt: int = 1
+    #: the target's alias, sent as TargetAlias in the final login response of a Normal session
+    #: (RFC 7143 §13.6; None: the key is not sent)
+    alias: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

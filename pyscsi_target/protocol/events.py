@@ -42,6 +42,8 @@ class LoginComplete(Event):
     #: every negotiated operational key with its final value, as strings ("MaxBurstLength": "262144")
     params: dict[str, str] = field(default_factory=dict)
     auth_user: str | None = None
+    #: the TargetAlias sent in the final login response (None: not sent)
+    target_alias: str | None = None
 
 
 @dataclass(slots=True)

@@ -14,6 +14,8 @@ connection sends it and closes). Rules enforced (target-rules §1.3):
 - TargetPortalGroupTag in the first response of a Normal session; our MaxRecvDataSegmentLength
   declared once, in the first operational-stage or final response
 - TSIH from `authority.new_session()` only in the final response (T=1, NSG=3)
+- TargetAlias (RFC 7143 §13.6) in the final response of a Normal session when the target has an
+  alias, as ctld does (issue #11 item 3); none when it has not (the key is optional)
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class LoginMachine:
         self._requests = 0
         self._pending_csg: int | None = None  # CSG of a C=1 sequence before the first full request
         self._mrdsl_declared = False
+        self.target_alias: str | None = None  # the TargetAlias sent in the final response
 
     # ---- entry point ---------------------------------------------------------------------------
 
@@ -226,6 +229,10 @@ class LoginMachine:
         complete = transit and req.nsg == STAGE_FULL_FEATURE
         if complete:
             self.tsih = self._new_session()
+            alias = self.policy.alias if self.policy else None
+            if self.session_type is SessionType.NORMAL and alias:
+                answers.append(("TargetAlias", alias))  # RFC 7143 §13.6, issue #11 item 3
+                self.target_alias = alias
         if (self.stage == STAGE_OPERATIONAL or complete) and not self._mrdsl_declared:
             answers.append(("MaxRecvDataSegmentLength", str(TARGET_MRDSL)))  # RFC 7143 §13.12
             self._mrdsl_declared = True
@@ -259,5 +266,5 @@ class LoginMachine:
             "initiator_alias": self.initiator_alias, "target_name": self.target_name,
             "isid": self.isid, "tsih": self.tsih, "cid": self.cid, "tpgt": self.tpgt,
             "params": self.negotiator.session_params(),
-            "auth_user": self.auth.user if self.auth else None,
+            "auth_user": self.auth.user if self.auth else None, "target_alias": self.target_alias,
         }

@@ -54,8 +54,8 @@ class LuIdentity:
     physical_block_exponent: int = 0  # READ CAPACITY(16) LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT
     read_only: bool = False  # writes -> DATA PROTECT / WRITE PROTECTED
     thin: bool = False  # advertise thin provisioning only if backend.supports_unmap
-    #: FreeNAS "insecure_tpc": this LU may be a source or destination of an EXTENDED COPY sent
-    #: on a session that cannot reach it (found through `LogicalUnit.copy_resolver`)
+    #: FreeNAS "insecure_tpc" (CTL's LU option): an EXTENDED COPY that THIS LU receives may reach
+    #: LUs of this server that its session cannot reach (found through `LogicalUnit.copy_resolver`)
     insecure_tpc: bool = True
     #: FreeNAS "Xen initiator compat mode": FreeNAS writes ctl's device-id as product + serial
     #: padded to 31 characters, and skips the padding when xen is set. We do the same in the

@@ -9,14 +9,15 @@ moves; then the segments are copied in order, `COPY_CHUNK_BYTES` at a time.
 Which LUs a copy may touch: an NAA designator is first looked up among the LUs of the session's
 target (the LUNs the initiator can reach: `Task.luns`). Failing that, the server's
 `LogicalUnit.copy_resolver` (if set) finds it anywhere on this server, and it is used only if
-that LU's extent has `insecure_tpc` set (FreeNAS: "allow initiators to xcopy without
-authenticating to foreign targets"); otherwise the copy target is unreachable (COPY ABORTED,
-UNREACHABLE COPY TARGET). Reservations of a foreign LU apply as if the command came on the
+the extent of the LU that RECEIVED the EXTENDED COPY has `insecure_tpc` set (FreeNAS: "allow
+initiators to xcopy without authenticating to foreign targets"; CTL's ctl_tpc.c reads the flag
+of the receiving LU only, the foreign LU's own flag plays no part); otherwise the copy target
+is unreachable (COPY ABORTED, UNREACHABLE COPY TARGET). Reservations of a foreign LU apply as if the command came on the
 issuing I_T nexus: the source must allow reads, the destination writes.
 
 Sense choices where libiscsi checks them: the SPC-3 LU ID TYPE and NUL fields of a CSCD
-descriptor are obsolete in SPC-4 and ignored; an unknown LU and a foreign LU without
-insecure_tpc are COPY ABORTED / UNREACHABLE COPY TARGET (0A/08/04); a segment's CSCD
+descriptor are obsolete in SPC-4 and ignored; an unknown LU and a foreign LU when the
+receiving LU lacks insecure_tpc are COPY ABORTED / UNREACHABLE COPY TARGET (0A/08/04); a segment's CSCD
 index beyond the list is COPY ABORTED / COPY TARGET DEVICE NOT REACHABLE (0A/0D/02); a segment
 beyond the end of a copy target, or a storage error while copying, is COPY ABORTED with no
 additional sense (0A/00/00) and a field pointer to the offending segment field. Inline and held
@@ -171,13 +172,19 @@ def _unreachable(byte: int) -> CheckCondition:
 
 
 def _find(task: Task, naa: bytes) -> LogicalUnit | None:
-    """The LU with this NAA designator: among the session's LUNs, else (insecure_tpc) anywhere."""
+    """The LU with this NAA designator: among the session's LUNs, else, when the receiving LU has
+    insecure_tpc, anywhere on this server."""
     for lu in task.luns.values():
         if lu.identity.naa_bytes() == naa:
             return lu
+    # CTL (ctl_tpc.c, ctladm(8) "insecure_tpc"): the flag of the LU that RECEIVED the command
+    # decides whether it may reach LUs outside its port's mapping; the other LU's flag is not read
+    # (issue #11 item 5)
     resolver = task.lu.copy_resolver
-    found = resolver(naa) if resolver is not None else None
-    if found is not None and found.identity.insecure_tpc and found.identity.naa_bytes() == naa:
+    if resolver is None or not task.lu.identity.insecure_tpc:
+        return None
+    found = resolver(naa)
+    if found is not None and found.identity.naa_bytes() == naa:
         return found
     return None
 

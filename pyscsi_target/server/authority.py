@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from ..model import Config, InitiatorGroup, Portal, TargetGroup
 from ..model.config import AUTH_NONE
 from ..protocol.authority import AuthPolicy, ChapSecret, LoginRefused, SendTargetsEntry
+from .sendtargets import target_addresses
 
 if TYPE_CHECKING:
     from .sessions import SessionRegistry
@@ -60,17 +61,6 @@ def initiator_allowed(group: InitiatorGroup | None, initiator_name: str, peer_ip
 
 def chap_secrets(cfg: Config, tag: int | None) -> tuple[ChapSecret, ...]:
     return tuple(ChapSecret(a.user, a.secret, a.peeruser, a.peersecret) for a in cfg.credentials_with_tag(tag))
-
-
-def portal_addresses(portal: Portal, local_host: str) -> tuple[str, ...]:
-    """TargetAddress values for this portal (RFC 7143 §13.8): wildcard binds answer with the address
-    the initiator actually reached."""
-    out = []
-    for a in portal.ips:
-        host = local_host if a.host in ("0.0.0.0", "::") else a.host
-        hostpart = f"[{host}]" if ":" in host else host
-        out.append(f"{hostpart}:{a.port},{portal.tag}")
-    return tuple(out)
 
 
 class PortalAuthority:
@@ -138,6 +128,7 @@ class PortalAuthority:
             method=group.authtype or AUTH_NONE,
             credentials=chap_secrets(self.cfg, group.authgroup),
             tpgt=self.portal.tag,
+            alias=target.alias,
         )
 
     def send_targets(self, initiator_name: str, which: str) -> list[SendTargetsEntry]:
@@ -149,7 +140,9 @@ class PortalAuthority:
             group = self._group_on_portal(target.id)
             if group is None or not self._visible(group, initiator_name):
                 continue
-            entries.append(SendTargetsEntry(iqn, portal_addresses(self.portal, self.local_host)))
+            addresses = target_addresses(self.cfg, target.id, self.portal_id, self.local_host,
+                                         lambda g: self._visible(g, initiator_name))
+            entries.append(SendTargetsEntry(iqn, addresses))
         return entries
 
     def new_session(self, initiator_name: str, isid: int, target_name: str | None, tsih: int) -> int | LoginRefused:

@@ -142,6 +142,7 @@ class TargetService:
                     commands=c["commands"],
                     read_bytes=c["read_bytes"],
                     written_bytes=c["written_bytes"],
+                    target_alias=h.login.target_alias,
                 )
             )
         return out

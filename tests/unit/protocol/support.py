@@ -51,6 +51,8 @@ class FakeAuthority:
         SendTargetsEntry(OTHER_TARGET, ("127.0.0.1:3260,1",)),
     ])
     send_targets_calls: list[tuple[str, str]] = field(default_factory=list)
+    #: target name -> alias its policy carries (TargetAlias, RFC 7143 §13.6)
+    aliases: dict[str, str] = field(default_factory=dict)
 
     def discovery_policy(self, initiator_name: str) -> AuthPolicy | LoginRefused:
         return self.discovery
@@ -59,7 +61,7 @@ class FakeAuthority:
         if initiator_name == DENIED_INITIATOR:
             return LoginRefused(2, 2, "not in the ACL")
         if target_name in (TARGET, OTHER_TARGET):
-            return AuthPolicy()
+            return AuthPolicy(alias=self.aliases.get(target_name))
         if target_name == SECRET_TARGET:
             return AuthPolicy(method="CHAP", credentials=CREDENTIALS)
         if target_name == MUTUAL_TARGET:

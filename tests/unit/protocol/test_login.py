@@ -92,6 +92,28 @@ def test_two_stage_login_like_real_initiators(keys: list[tuple[str, str]]) -> No
     assert rsp.statsn == 1  # each login response takes a StatSN
 
 
+@pytest.mark.parametrize("alias", ["disk zero", None])
+def test_target_alias_only_in_the_final_response(alias: str | None) -> None:
+    """Issue #11 item 3: TargetAlias (RFC 7143 §13.6) in the final login response of a Normal
+    session, as ctld sends it; no key at all when the target has no alias."""
+    conn, ini, auth = new()
+    if alias is not None:
+        auth.aliases[TARGET] = alias
+    _, (rsp,) = exchange(conn, ini, ini.login(first_keys(TARGET, ini, AuthMethod="None"), csg=0, nsg=1))
+    assert "TargetAlias" not in rsp.key_dict
+    events, (rsp,) = exchange(conn, ini, ini.login(OPEN_ISCSI_OPERATIONAL, csg=1, nsg=3))
+    assert rsp.final and [v for k, v in rsp.keys if k == "TargetAlias"] == ([alias] if alias else [])
+    assert isinstance(events[0], LoginComplete) and events[0].target_alias == alias
+
+
+def test_target_alias_when_security_goes_straight_to_full_feature() -> None:
+    conn, ini, auth = new()
+    auth.aliases[TARGET] = "fast"
+    events, (rsp,) = exchange(conn, ini, ini.login(first_keys(TARGET, ini, AuthMethod="None"), csg=0, nsg=3))
+    assert rsp.final and rsp.key_dict["TargetAlias"] == "fast"
+    assert isinstance(events[0], LoginComplete) and events[0].target_alias == "fast"
+
+
 def test_security_straight_to_full_feature() -> None:
     conn, ini, _ = new()
     events, (rsp,) = exchange(conn, ini, ini.login(first_keys(TARGET, ini, AuthMethod="CHAP,None"), csg=0,

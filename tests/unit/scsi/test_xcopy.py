@@ -121,17 +121,42 @@ def test_zero_blocks_and_zero_length(lu: LogicalUnit) -> None:
     assert run(lu, xcopy_cdb(0)).status == GOOD
 
 
-def test_foreign_lu_needs_insecure_tpc(lu: LogicalUnit, other_lu: LogicalUnit) -> None:
-    """An LU outside the session is reachable only through copy_resolver and insecure_tpc."""
+def test_foreign_lu_needs_a_resolver(lu: LogicalUnit, other_lu: LogicalUnit) -> None:
+    """An LU outside the session is reachable only through copy_resolver."""
     data = params([cscd(NAA_A), cscd(NAA_B)], [b2b(0, 1, 1, 0, 0)])
     assert sense_of(xcopy(lu, data)) == UNREACHABLE
     lu.copy_resolver = {NAA_B: other_lu}.get
     fill(lu, 0, pattern(1, 9))
     assert xcopy(lu, data).status == GOOD
     assert read(other_lu, 0, 1) == pattern(1, 9)
-    other_lu.identity.insecure_tpc = False
-    res = xcopy(lu, data)
-    assert sense_of(res) == UNREACHABLE and field_pointer(res) == (False, 16 + 32 + 8, None)
+
+
+@pytest.mark.parametrize(
+    ("receiver_flag", "other_flag", "allowed"),
+    [(True, True, True), (True, False, True), (False, True, False), (False, False, False)],
+)
+def test_insecure_tpc_of_the_receiving_lu_decides(
+    lu: LogicalUnit, other_lu: LogicalUnit, receiver_flag: bool, other_flag: bool, allowed: bool
+) -> None:
+    """Issue #11 item 5, CTL ctl_tpc.c: the LU that received EXTENDED COPY decides, by its own
+    insecure_tpc, whether it may reach an LU its session cannot; the other LU's flag is not read."""
+    lu.copy_resolver = {NAA_B: other_lu}.get
+    lu.identity.insecure_tpc, other_lu.identity.insecure_tpc = receiver_flag, other_flag
+    fill(lu, 0, pattern(1, 4))
+    res = xcopy(lu, params([cscd(NAA_A), cscd(NAA_B)], [b2b(0, 1, 1, 0, 0)]))
+    if allowed:
+        assert res.status == GOOD
+        assert read(other_lu, 0, 1) == pattern(1, 4)
+    else:
+        assert sense_of(res) == UNREACHABLE and field_pointer(res) == (False, 16 + 32 + 8, None)
+        assert read(other_lu, 0, 1) == bytes(BS)
+
+
+def test_session_luns_need_no_insecure_tpc(lu: LogicalUnit, other_lu: LogicalUnit) -> None:
+    """LUs of the session's own target are reachable whatever the flags say."""
+    lu.identity.insecure_tpc = other_lu.identity.insecure_tpc = False
+    data = params([cscd(NAA_A), cscd(NAA_B)], [b2b(0, 1, 1, 0, 0)])
+    assert xcopy({0: lu, 1: other_lu}, data).status == GOOD
 
 
 def test_reservation_of_a_copy_target_applies(lu: LogicalUnit, other_lu: LogicalUnit) -> None:

@@ -16,7 +16,7 @@ from pyscsi_target.model import (
     TargetGroup,
 )
 from pyscsi_target.protocol.authority import AuthPolicy, ChapSecret, LoginRefused, SendTargetsEntry
-from pyscsi_target.server.authority import PortalAuthority, initiator_allowed, portal_addresses
+from pyscsi_target.server.authority import PortalAuthority, initiator_allowed
 from pyscsi_target.server.sessions import SessionRegistry
 
 BASE = "iqn.2005-10.org.freenas.ctl"
@@ -184,10 +184,21 @@ def test_send_targets_of_one_name() -> None:
     assert authority().send_targets(BOB, f"{BASE}:hidden") == []  # not behind this portal
 
 
-def test_wildcard_portals_answer_with_the_address_reached() -> None:
-    portal = config().portals[2]
-    assert portal_addresses(portal, "192.0.2.7") == ("192.0.2.7:3261,2", "192.0.2.7:3262,2")
-    assert portal_addresses(portal, "fd00::7") == ("[fd00::7]:3261,2", "[fd00::7]:3262,2")
+def test_send_targets_lists_every_portal_group_of_the_target() -> None:
+    """Issue #11 item 8: the chap target is on portals 1 and 2; discovery through portal 1 lists
+    both (its own first), portal 2's IPv4 wildcard as the address reached, not its IPv6 one."""
+    assert authority().send_targets(BOB, f"{BASE}:chap") == [
+        SendTargetsEntry(f"{BASE}:chap", ("10.0.0.1:3260,1", "10.0.0.1:3261,2"))]
+
+
+def test_target_policy_carries_the_alias() -> None:
+    """Issue #11 item 3: the alias the login sends as TargetAlias."""
+    cfg = config()
+    cfg.targets[1].alias = "open disk"
+    policy = authority(cfg=cfg).target_policy(f"{BASE}:open", BOB)
+    assert isinstance(policy, AuthPolicy) and policy.alias == "open disk"
+    policy = authority().target_policy(f"{BASE}:open", BOB)
+    assert isinstance(policy, AuthPolicy) and policy.alias is None
 
 
 # ---- new_session: TSIH checks (RFC 7143 §6.3.1) ----------------------------------------------------------
