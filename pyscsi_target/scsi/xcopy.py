@@ -7,8 +7,8 @@ copy target resolved and checked (range, write protection, reservations), before
 moves; then the segments are copied in order, `COPY_CHUNK_BYTES` at a time.
 
 Which LUs a copy may touch: an NAA designator is first looked up among the LUs of the session's
-target (the LUNs the initiator can reach: `Task.luns`). Failing that, the server's
-`LogicalUnit.copy_resolver` (if set) finds it anywhere on this server, and it is used only if
+target (the LUNs the initiator can reach: `Task.luns`). Failing that, the LU's host
+(`LuHost.find_lu`) finds it anywhere on this server, and it is used only if
 that LU's extent has `insecure_tpc` set (FreeNAS: "allow initiators to xcopy without
 authenticating to foreign targets"); otherwise the copy target is unreachable (COPY ABORTED,
 UNREACHABLE COPY TARGET). Reservations of a foreign LU apply as if the command came on the
@@ -175,8 +175,7 @@ def _find(task: Task, naa: bytes) -> LogicalUnit | None:
     for lu in task.luns.values():
         if lu.identity.naa_bytes() == naa:
             return lu
-    resolver = task.lu.copy_resolver
-    found = resolver(naa) if resolver is not None else None
+    found = task.lu.host.find_lu(naa)
     if found is not None and found.identity.insecure_tpc and found.identity.naa_bytes() == naa:
         return found
     return None

@@ -15,7 +15,6 @@ import functools
 import logging
 import os
 import socket
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -359,18 +358,15 @@ class ConnectionHandler:
         # end of the connection the session's tasks are ended, and ended tasks are not answered
         # (RFC 7143 §6.5); what a command started still happens
         answer = self._logout_itt is None and not self._cancel.cancel_called and not self._ended
-        start = res.extra.get("start_background")
-        if callable(start):  # SANITIZE: the operation outlives this command, resets, aborts, logout and
-            # this connection (SBC-4 §4.11.2), so it gets a thread of its own; IMMED=0 answers at its end
-            threading.Thread(target=start, name="pyscsi-sanitize", daemon=True).start()
-            wait = res.extra.get("wait_background")
-            if callable(wait):
-                if answer and self._nursery is not None:
-                    self._nursery.start_soon(self._answer_after_background, req, wait)
-                return
-        preempted = res.extra.get("preempted")
-        if preempted:
-            self.service.abort_preempted(preempted, req.lun, self)  # type: ignore[arg-type]
+        if res.final is not None:
+            # SANITIZE with IMMED=0: the operation runs in the service's nursery (LuHost.run_background)
+            # and outlives this command, resets, aborts, logout and this connection (SBC-4 §4.11.2); the
+            # status comes at its end, waited for in this connection's worker pool
+            if answer and self._workers is not None:
+                self._workers.submit(res.final, (), functools.partial(self._final_done, req))
+            return
+        if res.preempted:
+            self.service.abort_preempted(res.preempted, req.lun, self)
         if answer:
             self.conn.send_scsi_response(req.task_tag, res.status, res.data, res.sense, res.transfer_length)
             self._flush_wanted.set()
@@ -382,15 +378,17 @@ class ConnectionHandler:
             self._flush_wanted = trio.Event()
             await self.flush()
 
-    async def _answer_after_background(self, req: ScsiRequest, wait: Callable[[], ScsiResult]) -> None:
-        """SANITIZE with IMMED=0: the status comes when the background operation has ended."""
-        res = await trio.to_thread.run_sync(wait, abandon_on_cancel=True)
-        preempted = res.extra.get("preempted")
-        if preempted:
-            self.service.abort_preempted(preempted, req.lun, self)  # type: ignore[arg-type]
-        if self._logout_itt is None and not self._cancel.cancel_called:
-            self.conn.send_scsi_response(req.task_tag, res.status, res.data, res.sense, res.transfer_length)
-            await self.flush()
+    def _final_done(self, req: ScsiRequest, result: outcome.Outcome[ScsiResult]) -> None:
+        """The background operation of `req` ended (IMMED=0 SANITIZE): its status, unless the
+        command was ended meanwhile (logout, terminate(), connection end: RFC 7143 §6.5)."""
+        try:
+            res = result.unwrap()
+            if self._logout_itt is None and not self._cancel.cancel_called and not self._ended:
+                self.conn.send_scsi_response(req.task_tag, res.status, res.data, res.sense, res.transfer_length)
+                self._flush_wanted.set()
+        except Exception as exc:  # called outside any task (WorkerPool): see _blocking_done
+            log.error("connection %s failed; closing it", self.peer, exc_info=exc)
+            self.terminate(f"internal error: {exc!r}")
 
     async def _logout(self) -> bool:
         """Logout Request (RFC 7143 §11.14): every pending command of the session ends before the

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from ..model import Extent
 from ..model.config import EXTENT_FILE
 from ..model.extents import StoragePolicy, forbidden, kind_problem, parse_filesize, storage_identity, within
+from ..scsi.host import LuHost
 from ..scsi.lu import LogicalUnit, LuIdentity
 from ..storage import Backend, MemoryBackend, open_backend
 
@@ -80,9 +81,9 @@ class ExtentRefused(Exception):
     """The extent's path may not be served (outside its root, wrong kind of file, swapped)."""
 
 
-def not_ready(ext: Extent, problem: str) -> LiveExtent:
+def not_ready(ext: Extent, problem: str, host: LuHost) -> LiveExtent:
     """An extent that cannot be served: its LUN exists and answers NOT READY with `problem`."""
-    lu = LogicalUnit(MemoryBackend(0, ext.blocksize, read_only=True), identity_of(ext))
+    lu = LogicalUnit(MemoryBackend(0, ext.blocksize, read_only=True), identity_of(ext), host=host)
     lu.unavailable = problem
     return LiveExtent(ext, lu.backend, lu, problem=problem)
 
@@ -188,9 +189,10 @@ def open_confined(ext: Extent, policy: StoragePolicy) -> tuple[int, os.stat_resu
     return fd, st
 
 
-def open_extent(ext: Extent, policy: StoragePolicy) -> LiveExtent:
+def open_extent(ext: Extent, policy: StoragePolicy, host: LuHost) -> LiveExtent:
     """Blocking: open (and for File extents create, sparse) the extent's backing store, confined
-    to `policy`'s roots. Raises ExtentRefused, OSError or StorageError, leaving nothing created."""
+    to `policy`'s roots, as an LU served by `host`. Raises ExtentRefused, OSError or StorageError,
+    leaving nothing created."""
     created: list[str] = []
     try:
         if ext.type == EXTENT_FILE:
@@ -207,5 +209,6 @@ def open_extent(ext: Extent, policy: StoragePolicy) -> LiveExtent:
     except BaseException:
         remove_created(created)
         raise
-    return LiveExtent(ext, backend, LogicalUnit(backend, identity_of(ext)), storage_identity(st), created=created)
+    return LiveExtent(ext, backend, LogicalUnit(backend, identity_of(ext), host=host), storage_identity(st),
+                      created=created)
 

@@ -16,7 +16,20 @@ from pyscsi_target.storage import MemoryBackend
 from pyscsi_target.storage.base import MediumError
 
 from .prutil import EA, REGISTER, RESERVE, prout
-from .util import NAA, NEXUS, OTHER, SparseBackend, cdb10, field_pointer, good, identity, make_lu, run, sense_of
+from .util import (
+    NAA,
+    NEXUS,
+    OTHER,
+    SparseBackend,
+    cdb10,
+    fabric,
+    field_pointer,
+    good,
+    identity,
+    make_lu,
+    run,
+    sense_of,
+)
 
 BS = 512
 NAA_A = bytes.fromhex(NAA[2:])
@@ -122,10 +135,10 @@ def test_zero_blocks_and_zero_length(lu: LogicalUnit) -> None:
 
 
 def test_foreign_lu_needs_insecure_tpc(lu: LogicalUnit, other_lu: LogicalUnit) -> None:
-    """An LU outside the session is reachable only through copy_resolver and insecure_tpc."""
+    """An LU outside the session is reachable only through the host (find_lu) and insecure_tpc."""
     data = params([cscd(NAA_A), cscd(NAA_B)], [b2b(0, 1, 1, 0, 0)])
     assert sense_of(xcopy(lu, data)) == UNREACHABLE
-    lu.copy_resolver = {NAA_B: other_lu}.get
+    fabric(lu).lus[NAA_B] = other_lu
     fill(lu, 0, pattern(1, 9))
     assert xcopy(lu, data).status == GOOD
     assert read(other_lu, 0, 1) == pattern(1, 9)
