@@ -375,7 +375,7 @@ class TargetService:
                 if h.nexus.initiator_port.lower() == initiator_port.lower() and (
                     target_port is None or h.nexus.target_port.lower() == target_port.lower()
                 ):
-                    h.conn.abort_tasks(lun)
+                    h.abort_tasks(lun)
                     break
 
     def _build_lun_maps(self, cfg: Config) -> dict[int, dict[int, LogicalUnit]]:
