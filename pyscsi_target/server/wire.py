@@ -129,7 +129,7 @@ def peer_open(fd: int) -> bool:
     The socket object only borrows `fd` (detached, never closed here)."""
     try:
         probe = socket.socket(fileno=fd)
-    except OSError:  # closed meanwhile
+    except (OSError, ValueError):  # closed meanwhile (trio reports its fileno() as -1 then)
         return False
     try:
         return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
