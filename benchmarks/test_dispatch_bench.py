@@ -38,7 +38,7 @@ def lu(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LogicalUnit]:
     else:
         backend = FileBackend(tmp_path / "extent.img", BS, size_bytes=EXTENT_BYTES, create=True)
         backend.write_same(0, backend.num_blocks, bytes(range(256)) * (BS // 256))  # hot, allocated
-    unit = LogicalUnit(backend, IDENTITY)
+    unit = LogicalUnit(backend, IDENTITY, host=scsi.STANDALONE)
     unit.seen(NEXUS)
     unit.pop_unit_attention(NEXUS)  # what TEST UNIT READY after login consumes
     yield unit

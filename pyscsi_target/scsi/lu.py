@@ -11,11 +11,12 @@ it runs, every command that could touch the medium is refused (SANITIZE IN PROGR
 serializes PERSISTENT RESERVE OUT (decide, persist, install); readers use the immutable `pr`
 snapshot without a lock.
 
-Server-facing hooks: `on_pr_change` (persist PR state, APTPL), `pr_state()`/`load_pr_state()`
-(plain JSON-able data), `copy_resolver` (find an LU by NAA for EXTENDED COPY beyond the session's
-LUNs), `check_provisioning_threshold()` (housekeeping), `clock` (monotonic seconds), and
-`run_sanitize()` (blocking: the sanitize operation a SANITIZE command recorded, run by the server
-in a thread of its own; scsi/sanitize_job.py).
+What the LU asks of the server goes through its `host` (`scsi.host.LuHost`, given at
+construction): nexus liveness, LUs beyond the session for EXTENDED COPY, keeping persistent
+reservations (APTPL), background work. What the server calls here: `pr_state()`/`load_pr_state()`
+(plain JSON-able data), `check_provisioning_threshold()` (housekeeping), `clock` (monotonic
+seconds), `stop_sanitize()` (before closing the backend) and `run_sanitize()` (blocking: the
+sanitize operation a SANITIZE command recorded, handed to `host.run_background`; sanitize_job.py).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..storage.base import Backend, StorageError
+from .host import LuHost
 from .pr_state import PrState
 from .provisioning import ThresholdMonitor
-from .sanitize_job import SanitizeInProgress, SanitizeJob
+from .sanitize_job import SanitizeInProgress, SanitizeJob, SanitizeStopped
 from .sense import SenseReason, build_sense
 from .types import CHECK_CONDITION, Nexus, ScsiResult
 
@@ -55,7 +57,7 @@ class LuIdentity:
     read_only: bool = False  # writes -> DATA PROTECT / WRITE PROTECTED
     thin: bool = False  # advertise thin provisioning only if backend.supports_unmap
     #: FreeNAS "insecure_tpc" (CTL's LU option): an EXTENDED COPY that THIS LU receives may reach
-    #: LUs of this server that its session cannot reach (found through `LogicalUnit.copy_resolver`)
+    #: LUs of this server that its session cannot reach (found through `LuHost.find_lu`)
     insecure_tpc: bool = True
     #: FreeNAS "Xen initiator compat mode": FreeNAS writes ctl's device-id as product + serial
     #: padded to 31 characters, and skips the padding when xen is set. We do the same in the
@@ -107,16 +109,15 @@ class _NexusState:
 #: succeeds, or EXIT FAILURE MODE when the failed one allowed it with AUSE=1)
 SANITIZE_IDLE, SANITIZE_RUNNING, SANITIZE_FAILED, SANITIZE_FAILED_AUSE = range(4)
 
-CopyResolver = Callable[[bytes], "LogicalUnit | None"]
-PrListener = Callable[[dict[str, object]], None]
-
 
 class LogicalUnit:
     """One LU: a backend, its identity and the SCSI state the target keeps for it."""
 
-    def __init__(self, backend: Backend, identity: LuIdentity) -> None:
+    def __init__(self, backend: Backend, identity: LuIdentity, *, host: LuHost) -> None:
         self.backend = backend
         self.identity = identity
+        #: the fabric serving this LU: what the core may ask of it (scsi/host.py)
+        self.host = host
         self.lock = threading.Lock()
         self.mode = ModeState()
         #: holder of an SPC-2 RESERVE(6/10) reservation (SPC-2 §7.21), None if not reserved
@@ -128,16 +129,6 @@ class LogicalUnit:
         #: persistent reservations (SPC-4 §5.13): an immutable snapshot, replaced under pr_lock
         self.pr = PrState()
         self.pr_lock = threading.Lock()
-        #: called with `pr_state()` data after every change, before the PROUT completes; the
-        #: server stores it next to the extent when its "aptpl" is true (and drops the stored copy
-        #: when false). Raise OSError if it cannot be saved: the command then fails and the
-        #: state stays as it was. None: APTPL=1 is refused (PTPL_C=0).
-        self.on_pr_change: PrListener | None = None
-        #: EXTENDED COPY: find an LU anywhere on the server by its NAA designator (8 or 16 bytes)
-        self.copy_resolver: CopyResolver | None = None
-        #: asks the transport whether a nexus is still there; it may report the nexus lost (and
-        #: call nexus_gone) when its connection has already ended but that was not processed yet
-        self.nexus_alive: Callable[[Nexus], bool] | None = None
         #: why this LU cannot be served (None: it can): its storage was refused or could not be
         #: opened, or its persistent reservations could not be read. Such an LU stays in the LUN
         #: map and answers only INQUIRY, REPORT LUNS and REQUEST SENSE; everything else gets NOT
@@ -278,8 +269,7 @@ class LogicalUnit:
         held = self.reserved_by
         if held is None or held == nexus:
             return False
-        alive = self.nexus_alive
-        if alive is not None and not alive(held):
+        if not self.host.nexus_alive(held):
             self.nexus_gone(held)
             return self.reserved_by is not None and self.reserved_by != nexus
         return True
@@ -291,7 +281,8 @@ class LogicalUnit:
         return self.pr.to_json()
 
     def load_pr_state(self, data: Mapping[str, object]) -> None:
-        """Install state saved by `on_pr_change` (at start-up); ValueError if it is malformed."""
+        """Install state saved through `host.save_pr_state` (at start-up); ValueError if it is
+        malformed."""
         state = PrState.from_json(data)
         with self.pr_lock:
             self.pr = state
@@ -338,28 +329,40 @@ class LogicalUnit:
             self.sanitize_job = job
             self.sanitize_state = SANITIZE_RUNNING
 
-    def run_sanitize(self, sleep: Callable[[float], None] = time.sleep) -> ScsiResult:
+    def run_sanitize(self, sleep: Callable[[float], None] | None = None) -> ScsiResult:
         """Blocking: run the recorded sanitize operation to its end at SANITIZE_BYTES_PER_SECOND,
         then flush (the sanitized medium is durable before the operation completes). Leaves the
-        LU idle, or in sanitize failure mode when the backend failed (SBC-4 §4.11.4), and returns
-        what an IMMED=0 SANITIZE command answers. Nothing else (resets, aborts, nexus loss) stops
-        it (SBC-4 §4.11.2). `sleep` waits while the operation is ahead of its rate."""
+        LU idle, or in sanitize failure mode when the backend failed (SBC-4 §4.11.4) or the fabric
+        stopped it (`stop_sanitize`, SanitizeJob.stop), and returns what an IMMED=0 SANITIZE
+        command answers. Nothing an initiator does (resets, aborts, nexus loss) stops it (SBC-4
+        §4.11.2). `sleep` waits while the operation is ahead of its rate (default: the job's own
+        pause, which `stop` cuts short)."""
         job = self.sanitize_job
         if job is None or job.started:
             raise RuntimeError("no sanitize operation waits to run")
         job.started = True
         try:
-            job.run(self.clock, sleep)
+            job.run(self.clock, sleep or job.pause)
             self.backend.flush(0, 0)
         except BaseException as exc:  # StorageError, or worse: either way the medium is not sanitized
             self._end_sanitize(job, ok=False)
-            if not isinstance(exc, StorageError):
+            if not isinstance(exc, (StorageError, SanitizeStopped)):
                 raise
         else:
             self._end_sanitize(job, ok=True)
         self.check_provisioning_threshold()
         assert job.result is not None
         return job.result
+
+    def stop_sanitize(self) -> None:
+        """Blocking: stop the running sanitize operation at its next step and wait until it has
+        ended (the server closes this LU's backend next). Bounded by one step (SANITIZE_CHUNK_BYTES
+        of I/O): the host runs every recorded operation (LuHost.run_background), and a stopped one
+        ends as soon as it runs."""
+        job = self.sanitize_job
+        if job is not None and not job.ended:
+            job.stop()
+            job.wait()
 
     def _end_sanitize(self, job: SanitizeJob, *, ok: bool) -> None:
         """Leave SANITIZE IN PROGRESS: idle, or failure mode (AUSE says which way out of it). A

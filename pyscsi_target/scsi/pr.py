@@ -3,15 +3,16 @@ PRIN parameter data, and committing a PROUT outcome to the logical unit.
 
 The state machine itself is pure (pr_state.py); the conflict table is applied by `execute()`
 before dispatch (core.py). A PROUT runs under `lu.pr_lock`: the new state is first handed to
-`lu.on_pr_change` (the server persists it when APTPL is set, SPC-4 §5.13.5.4) and only then
-installed, so a failed save changes nothing and answers HARDWARE ERROR.
+the LU's host (`host.save_pr_state`, when `host.persists_pr(lu)`: the server persists it when
+APTPL is set, SPC-4 §5.13.5.4) and only then installed, so a failed save changes nothing and
+answers HARDWARE ERROR.
 
 Decisions: SPEC_I_PT=1 is refused (INVALID FIELD IN PARAMETER LIST; SIP_C=0), so the parameter
 list is always the 24-byte basic one; ALL_TG_PT=1 registers the initiator port on every target
 port (ATP_C=1); only LU_SCOPE exists; REGISTER AND MOVE (07h) is not in the opcode table and
 answers INVALID FIELD IN CDB; PREEMPT AND ABORT cannot abort tasks from here (the transport
-owns them): the result's `extra["preempted"]` lists the (initiator port, target port or None)
-of the preempted registrations for the server to abort.
+owns them): the result's `preempted` lists the (initiator port, target port or None) of the
+preempted registrations for the transport to abort.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def read_reservation(task: Task) -> ScsiResult:
 def report_capabilities(task: Task) -> ScsiResult:
     """REPORT CAPABILITIES (§6.16.4)."""
     lu = task.lu
-    caps = CRH | ATP_C | (PTPL_C if lu.on_pr_change is not None else 0)
+    caps = CRH | ATP_C | (PTPL_C if lu.host.persists_pr(lu) else 0)
     flags = TMV | ALLOW_COMMANDS_010 | (PTPL_A if lu.pr.aptpl else 0)
     mask = 0
     for bit in TYPE_MASK.values():
@@ -153,7 +154,7 @@ def _request(task: Task, data: bytes, sa: int) -> prs.Request:
         raise invalid_param(20, 3)  # SIP_C=0
     registering = sa in (REGISTER, REGISTER_AND_IGNORE)
     aptpl = registering and bool(flags & APTPL)
-    if aptpl and task.lu.on_pr_change is None:
+    if aptpl and not task.lu.host.persists_pr(task.lu):
         raise invalid_param(20, 0)  # PTPL_C=0: nothing could keep it across a restart
     rtype = _type(task.cdb) if sa in (RESERVE, RELEASE, PREEMPT, PREEMPT_AND_ABORT) else None
     return prs.Request(
@@ -191,19 +192,19 @@ def persistent_reserve_out(task: Task) -> ScsiResult:
         except prs.ReservationConflict:
             return ScsiResult(status=RESERVATION_CONFLICT)
         commit(lu, outcome, request)
-    result = ScsiResult()
     if sa == PREEMPT_AND_ABORT and outcome.preempted:
-        result.extra["preempted"] = [r.ident for r in outcome.preempted]
-    return result
+        return ScsiResult(preempted=tuple(r.ident for r in outcome.preempted))
+    return ScsiResult()
 
 
 def commit(lu: LogicalUnit, outcome: prs.Outcome, request: prs.Request) -> None:
-    """Persist (through `lu.on_pr_change`), install, then establish the unit attentions on every
+    """Persist (through the LU's host), install, then establish the unit attentions on every
     nexus each affected registration covers, never on the issuing nexus (SPC-4 §5.13.11)."""
     if outcome.state != lu.pr:
-        if lu.on_pr_change is not None:
+        host = lu.host
+        if host.persists_pr(lu):
             try:
-                lu.on_pr_change(outcome.state.to_json())
+                host.save_pr_state(lu, outcome.state.to_json())
             except OSError:
                 raise CheckCondition(SenseReason.INTERNAL_TARGET_FAILURE) from None
         lu.pr = outcome.state

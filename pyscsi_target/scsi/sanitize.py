@@ -1,10 +1,10 @@
 """SANITIZE (SBC-4 §5.30, model §4.11): OVERWRITE on every LU, BLOCK ERASE on thin LUs (the
 whole extent is deallocated: holes punched, reads return zeroes), EXIT FAILURE MODE.
 
-The handler validates the command and records the operation on the LU (`start_sanitize`); the
-I/O runs in the background, in chunks at a bounded rate (scsi/sanitize_job.py), started by the
-caller of execute() from `extra["start_background"]`. IMMED=0: status when the operation ends
-(`extra["wait_background"]`); IMMED=1: status at once, progress through REQUEST SENSE.
+The handler validates the command, records the operation on the LU (`start_sanitize`) and hands
+it to the LU's host (`host.run_background`): the I/O runs in the background, in chunks at a
+bounded rate (scsi/sanitize_job.py), in a thread the fabric owns. IMMED=0: status when the
+operation ends (`ScsiResult.final`); IMMED=1: status at once, progress through REQUEST SENSE.
 
 CRYPTOGRAPHIC ERASE (03h) is not in the opcode table, so it answers INVALID FIELD IN CDB and
 REPORT SUPPORTED OPERATION CODES leaves it out (WACEREQ is 0). ZNR applies to zoned devices only
@@ -63,10 +63,9 @@ def sanitize(task: Task) -> ScsiResult:
     length = u16(cdb, 7)
     job = SanitizeJob(steps, total, ause=ause, immed=immed, transfer_length=length)
     lu.start_sanitize(job)  # SANITIZE IN PROGRESS from here on (§4.11.2)
-    extra: dict[str, object] = {"start_background": lu.run_sanitize}
-    if not immed:
-        extra["wait_background"] = job.wait  # status after the operation completed (§5.30.1)
-    return ScsiResult(transfer_length=length, extra=extra)
+    lu.host.run_background(lu.run_sanitize, job.stop)
+    # IMMED=0: the status comes once the operation completed (§5.30.1)
+    return ScsiResult(transfer_length=length, final=None if immed else job.wait)
 
 
 def _exit_failure_mode(task: Task) -> ScsiResult:

@@ -3,16 +3,16 @@
 the NOT READY / SANITIZE IN PROGRESS condition that carries that progress (SPC-4 §4.5.2.4.4).
 
 The SCSI core has no threads: the handler validates the command, records a `SanitizeJob` with
-`LogicalUnit.start_sanitize()` and returns a result whose `extra` holds
+`LogicalUnit.start_sanitize()` and hands the operation to its host,
+`host.run_background(lu.run_sanitize, job.stop)` (scsi/host.py): the fabric runs it in a thread it
+owns, one that outlives the command, resets, aborts, logout and the connection (SBC-4 §4.11.2: a
+sanitize operation continues after all of them). An IMMED=0 command's result carries
+`final=SanitizeJob.wait`, blocking: the SANITIZE command's status once the operation ended (SBC-4
+§5.30.1); with IMMED=1 the result itself is the status, sent at once.
 
-    "start_background": LogicalUnit.run_sanitize, blocking: the caller runs it in a thread of its
-                        own that outlives the command, resets, aborts, logout and the connection
-                        (SBC-4 §4.11.2: a sanitize operation continues after all of them);
-    "wait_background":  SanitizeJob.wait (IMMED=0 only), blocking: returns the SANITIZE command's
-                        final status once the operation ended (SBC-4 §5.30.1).
-
-With IMMED=1 the result itself is the status, sent at once. A caller of `execute()` that gets
-"start_background" must call it: until it has run, the logical unit stays in SANITIZE IN PROGRESS.
+`stop()` is the fabric's, not the initiator's: it ends the operation at its next step when the
+server shuts down or closes the LU, leaving the LU in sanitize failure mode (the medium is not
+sanitized).
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ SKSV = 0x80
 Steps = Iterator[int]
 
 
+class SanitizeStopped(Exception):
+    """The fabric stopped the operation before its end (`SanitizeJob.stop`)."""
+
+
 class SanitizeJob:
     """One sanitize operation: its remaining I/O, how much of it is done, and its outcome."""
 
@@ -60,6 +64,7 @@ class SanitizeJob:
         self.started = False
         self.result: ScsiResult | None = None
         self._ended = threading.Event()
+        self._stopped = threading.Event()
 
     def progress(self) -> int:
         """PROGRESS INDICATION (SPC-4 §4.5.2.4.4): the fraction done, in 65536ths; 65535 at most
@@ -71,13 +76,25 @@ class SanitizeJob:
     def run(self, clock: Callable[[], float], sleep: Callable[[float], None],
             rate: float = SANITIZE_BYTES_PER_SECOND) -> None:
         """Do every step, no faster than `rate` bytes/s: after each step wait until the bytes done
-        so far are due. Raises what the backend raises (StorageError)."""
+        so far are due. Raises what the backend raises (StorageError), or SanitizeStopped when
+        `stop()` was called before a step."""
         start = clock()
         for nbytes in self._steps:
+            if self._stopped.is_set():
+                raise SanitizeStopped
             self.done_bytes += nbytes
             ahead = start + self.done_bytes / rate - clock()
             if ahead > 0:
                 sleep(ahead)
+
+    def pause(self, seconds: float) -> None:
+        """Wait `seconds` while the operation is ahead of its rate; `stop()` ends the wait."""
+        self._stopped.wait(seconds)
+
+    def stop(self) -> None:
+        """Thread-safe: end the operation at its next step (the server shuts down or closes the
+        LU); a job not started yet ends as soon as it starts."""
+        self._stopped.set()
 
     @property
     def ended(self) -> bool:

@@ -1,12 +1,16 @@
 """What the transport hands the SCSI core and what it gets back (SAM-5 §5: execute command).
 
 The iSCSI layer builds a `ScsiRequest` once all of a command's Data-Out has arrived, calls
-`scsi.execute(request, luns)` and turns the `ScsiResult` into Data-In / SCSI Response PDUs.
+`scsi.execute(request, luns)` and turns the `ScsiResult` into Data-In / SCSI Response PDUs. What a
+command asks of its own transport beyond its status is a typed field of the result (`final`,
+`preempted`; None on every other command, so the hot path allocates nothing for them); what the
+core asks of the fabric as a whole goes through the LU's host (scsi/host.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 Buffer = bytes | bytearray | memoryview
 
@@ -55,4 +59,11 @@ class ScsiResult:
     #: bytes the CDB asked to transfer in its data direction, when that differs from len(data)
     #: (used by the transport to compute residuals for writes); None = len(data)
     transfer_length: int | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+    #: not the command's status yet (SANITIZE with IMMED=0, SBC-4 §5.30.1): blocking, returns the
+    #: status to send once the background operation the command started has ended; the
+    #: transport sends nothing for the command until then
+    final: Callable[[], ScsiResult] | None = None
+    #: PREEMPT AND ABORT (SPC-4 §5.13.11.2.5): (initiator port, target port or None for every
+    #: port) of each preempted registration; the transport aborts their I_T nexuses' tasks on
+    #: this LUN before it sends this command's status
+    preempted: tuple[tuple[str, str | None], ...] | None = None

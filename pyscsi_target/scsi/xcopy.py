@@ -7,12 +7,12 @@ copy target resolved and checked (range, write protection, reservations), before
 moves; then the segments are copied in order, `COPY_CHUNK_BYTES` at a time.
 
 Which LUs a copy may touch: an NAA designator is first looked up among the LUs of the session's
-target (the LUNs the initiator can reach: `Task.luns`). Failing that, the server's
-`LogicalUnit.copy_resolver` (if set) finds it anywhere on this server, and it is used only if
-the extent of the LU that RECEIVED the EXTENDED COPY has `insecure_tpc` set (FreeNAS: "allow
-initiators to xcopy without authenticating to foreign targets"; CTL's ctl_tpc.c reads the flag
-of the receiving LU only, the foreign LU's own flag plays no part); otherwise the copy target
-is unreachable (COPY ABORTED, UNREACHABLE COPY TARGET). Reservations of a foreign LU apply as if the command came on the
+target (the LUNs the initiator can reach: `Task.luns`). Failing that, the LU's host
+(`LuHost.find_lu`) finds it anywhere on this server, and it is used only if the extent of the LU
+that RECEIVED the EXTENDED COPY has `insecure_tpc` set (FreeNAS: "allow initiators to xcopy without
+authenticating to foreign targets"; CTL's ctl_tpc.c reads the flag of the receiving LU only, the
+foreign LU's own flag plays no part); otherwise the copy target is unreachable (COPY ABORTED,
+UNREACHABLE COPY TARGET). Reservations of a foreign LU apply as if the command came on the
 issuing I_T nexus: the source must allow reads, the destination writes.
 
 Sense choices where libiscsi checks them: the SPC-3 LU ID TYPE and NUL fields of a CSCD
@@ -180,10 +180,9 @@ def _find(task: Task, naa: bytes) -> LogicalUnit | None:
     # CTL (ctl_tpc.c, ctladm(8) "insecure_tpc"): the flag of the LU that RECEIVED the command
     # decides whether it may reach LUs outside its port's mapping; the other LU's flag is not read
     # (issue #11 item 5)
-    resolver = task.lu.copy_resolver
-    if resolver is None or not task.lu.identity.insecure_tpc:
+    if not task.lu.identity.insecure_tpc:
         return None
-    found = resolver(naa)
+    found = task.lu.host.find_lu(naa)
     if found is not None and found.identity.naa_bytes() == naa:
         return found
     return None

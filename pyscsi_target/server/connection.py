@@ -1,8 +1,13 @@
 """One TCP connection: socket <-> sans-IO `protocol.Connection` <-> SCSI core.
 
 Owns every task and timer of the connection in one nursery (target-rules.md §5.1): the reader loop,
-the login watchdog, and commands that run in worker threads. Anything unexpected is caught here,
-logged, and ends only this connection.
+the sender, the login watchdog and the keepalive; commands that must wait run in the connection's
+worker pool (commands.py: `BlockingCommands`). Anything unexpected is caught here, logged, and ends
+only this connection. Its parts elsewhere: task management functions (taskmgmt.py, with the wire
+codes in protocol/tmf.py), the socket syscalls (wire.py). The handler sees the service only
+through `ServiceView`, what a connection may ask of it; the service drives handlers through their
+public methods (`run`, `terminate`, `request_logout`, `abort_tasks`, `connection_alive`,
+`counters`). An import-linter contract keeps connection.py from importing service.py.
 
 Flow control: the reader handles a whole received batch of PDUs, then sends every queued response
 before it reads again, so a peer that stops reading stops being read (its memory stays bounded by
@@ -11,19 +16,15 @@ one receive buffer plus the responses of the commands inside its CmdSN window).
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import socket
-import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
-import outcome
 import trio
 
 from .. import scsi
-from ..model import SessionType
+from ..model import Config, Portal, SessionType
 from ..protocol import Connection
 from ..protocol.events import (
     NEED_DATA,
@@ -35,15 +36,15 @@ from ..protocol.events import (
     TaskManagement,
 )
 from ..protocol.framing import RECEIVE_BUFFER_BYTES
-from ..scsi.types import Nexus, ScsiRequest, ScsiResult
+from ..protocol.tmf import closes_connection
+from ..scsi.lu import LogicalUnit
+from ..scsi.types import Nexus, ScsiRequest
 from ..storage import WouldBlock
 from .authority import PortalAuthority
-from .wire import Pacer, SendStalled, recv_into, send_all
-from .workers import WorkerPool
-
-if TYPE_CHECKING:
-    from ..model import Portal
-    from .service import TargetService
+from .commands import BlockingCommands, Preempted
+from .sessions import SessionRegistry
+from .taskmgmt import task_management
+from .wire import Pacer, SendStalled, peer_open, recv_into, send_all
 
 log = logging.getLogger("pyscsi_target.connection")
 
@@ -66,15 +67,34 @@ TCP_USER_TIMEOUT_MS = 60_000
 #: initiator has to log out, seconds
 ASYNC_EVENT_LOGOUT_REQUEST = 1
 LOGOUT_REQUEST_DEADLINE_S = 3
+#: Logout Response "connection or session closed successfully" (RFC 7143 §11.15.1)
+LOGOUT_CLOSED = 0
 
-# TMF function codes and responses (RFC 7143 §11.5.1, §11.6.1)
-TMF_ABORT_TASK, TMF_ABORT_TASK_SET, TMF_CLEAR_ACA, TMF_CLEAR_TASK_SET = 1, 2, 3, 4
-TMF_LUN_RESET, TMF_TARGET_WARM_RESET, TMF_TARGET_COLD_RESET, TMF_TASK_REASSIGN = 5, 6, 7, 8
-TMF_COMPLETE, TMF_NO_TASK, TMF_NO_LUN, TMF_NOT_SUPPORTED = 0, 1, 2, 5
+
+class ServiceView(Protocol):
+    """What a connection may ask of the service that accepted it (`TargetService`)."""
+
+    @property
+    def config(self) -> Config:
+        """The configuration being served (targets, portals, ACLs: read at login)."""
+        ...
+
+    @property
+    def registry(self) -> SessionRegistry:
+        """The live sessions: TSIH allocation and reinstatement at login, removal at the end."""
+        ...
+
+    def lun_map(self, target_id: int) -> Mapping[int, LogicalUnit]:
+        """The LUs of a target by LUN number (changes with each configuration applied)."""
+        ...
+
+    def abort_preempted(self, preempted: Preempted, lun: int, issuer: ConnectionHandler) -> None:
+        """PREEMPT AND ABORT: abort the tasks of the preempted nexuses' other connections on `lun`."""
+        ...
 
 
 class ConnectionHandler:
-    def __init__(self, service: TargetService, sock: trio.socket.SocketType, portal: Portal,
+    def __init__(self, service: ServiceView, sock: trio.socket.SocketType, portal: Portal,
                  *, on_login: Callable[[], None] | None = None) -> None:
         self.service = service
         self._on_login = on_login
@@ -104,12 +124,13 @@ class ConnectionHandler:
         self.closed = trio.Event()
         #: the handler of the session this login reinstated, until it has ended
         self._reinstated: ConnectionHandler | None = None
-        #: commands running in worker threads, and an event set whenever there are none
-        self._running = 0
-        self._idle = trio.Event()
-        self._idle.set()
-        #: this connection's worker threads (started with the first command that must wait)
-        self._workers: WorkerPool | None = None
+        #: commands running in this connection's worker threads
+        self._blocking = BlockingCommands(
+            self.conn, f"pyscsi-io-{self.peer}", may_answer=self._may_answer, answered=self._wake_sender,
+            abort_preempted=self._abort_preempted, failed=self._failed,
+        )
+        #: a command that would wait runs again in a worker thread (bound once: no per-command cost)
+        self._start_blocking = self._blocking.start
         #: set when worker-thread commands queued responses for the sender task
         self._flush_wanted = trio.Event()
         #: the reader is done (EOF, error, cancelled): nothing more is sent
@@ -143,9 +164,8 @@ class ConnectionHandler:
             # commands still running in worker threads cannot be interrupted: the connection
             # (and a session reinstating this one) ends when they have
             with trio.CancelScope(shield=True):
-                await self._idle.wait()
-            if self._workers is not None:
-                self._workers.close()
+                await self._blocking.drained()
+            self._blocking.close()
             self._cleanup()
             self.sock.close()
             self.closed.set()
@@ -172,17 +192,16 @@ class ConnectionHandler:
         self._nexus_lost()
 
     def connection_alive(self) -> bool:
-        """Non-blocking look at the socket: False once the peer has closed or reset it, even if
-        the reader has not processed that yet (used before reporting a reservation conflict)."""
-        if self.closed.is_set():
-            return False
-        try:
-            with socket.socket(fileno=os.dup(self.sock.fileno())) as probe:
-                return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
+        """Non-blocking look at the socket, from any thread: False once the peer has closed or
+        reset it, even if the reader has not processed that yet (the service answers the SCSI
+        core's `LuHost.nexus_alive` with it, before reporting a reservation conflict)."""
+        return not self.closed.is_set() and peer_open(self.sock.fileno())
+
+    def abort_tasks(self, lun: int) -> None:
+        """Forget this connection's unanswered commands on `lun` (another nexus's PREEMPT AND
+        ABORT, SPC-4 §5.13.11.2.5): commands still waiting for data or for an earlier CmdSN are
+        dropped unanswered."""
+        self.conn.abort_tasks(lun)
 
     def _nexus_lost(self) -> None:
         """The I_T nexus ends: its RESERVE reservation, PREVENT state and unit attentions go at
@@ -289,9 +308,9 @@ class ConnectionHandler:
         elif isinstance(ev, LoginComplete):
             self._logged_in(ev)
         elif isinstance(ev, TaskManagement):
-            self.conn.send_tmf_response(ev.itt, self._tmf(ev))
-            if ev.function == TMF_TARGET_COLD_RESET:
-                # RFC 7143 §11.5.1: after a cold reset's response the target drops its connections
+            luns = self.service.lun_map(self.target_id) if self.target_id is not None else {}
+            self.conn.send_tmf_response(ev.itt, task_management(self.conn, ev, luns, self.nexus))
+            if closes_connection(ev.function):
                 self._close_after_flush = True
         elif isinstance(ev, LogoutRequested):
             self._logout_itt = ev.itt  # answered by _logout() once running commands ended
@@ -332,48 +351,22 @@ class ConnectionHandler:
             return
         self.conn.send_scsi_response(req.task_tag, res.status, res.data, res.sense, res.transfer_length)
 
-    def _start_blocking(self, req: ScsiRequest, luns: dict) -> None:
-        """Run the command in this connection's worker threads (workers.py: a queue put, not a
-        trio.to_thread call per command); `_blocking_done` gets its result."""
-        self._running += 1
-        if self._running == 1:
-            self._idle = trio.Event()
-        if self._workers is None:
-            self._workers = WorkerPool(name=f"pyscsi-io-{self.peer}")
-        self._workers.submit(scsi.execute, (req, luns), functools.partial(self._blocking_done, req))
+    # -- what worker-thread commands ask of the connection (commands.py) ---------------------------
+    def _may_answer(self) -> bool:
+        """After a Logout Request, terminate() (reinstatement, target deletion, shutdown) or the
+        end of the connection the session's tasks are ended, and ended tasks are not answered
+        (RFC 7143 §6.5); what a command started still happens."""
+        return self._logout_itt is None and not self._cancel.cancel_called and not self._ended
 
-    def _blocking_done(self, req: ScsiRequest, result: outcome.Outcome[ScsiResult]) -> None:
-        """A worker finished `req`. Called in the trio thread outside any task (WorkerPool), where
-        an exception would be a TrioInternalError: whatever fails here ends this connection."""
-        self._running -= 1
-        if not self._running:
-            self._idle.set()
-        try:
-            self._blocking_answer(req, result.unwrap())
-        except Exception as exc:  # what a task would have raised into the connection's nursery
-            log.error("connection %s failed; closing it", self.peer, exc_info=exc)
-            self.terminate(f"internal error: {exc!r}")
+    def _wake_sender(self) -> None:
+        self._flush_wanted.set()
 
-    def _blocking_answer(self, req: ScsiRequest, res: ScsiResult) -> None:
-        # after a Logout Request, terminate() (reinstatement, target deletion, shutdown) or the
-        # end of the connection the session's tasks are ended, and ended tasks are not answered
-        # (RFC 7143 §6.5); what a command started still happens
-        answer = self._logout_itt is None and not self._cancel.cancel_called and not self._ended
-        start = res.extra.get("start_background")
-        if callable(start):  # SANITIZE: the operation outlives this command, resets, aborts, logout and
-            # this connection (SBC-4 §4.11.2), so it gets a thread of its own; IMMED=0 answers at its end
-            threading.Thread(target=start, name="pyscsi-sanitize", daemon=True).start()
-            wait = res.extra.get("wait_background")
-            if callable(wait):
-                if answer and self._nursery is not None:
-                    self._nursery.start_soon(self._answer_after_background, req, wait)
-                return
-        preempted = res.extra.get("preempted")
-        if preempted:
-            self.service.abort_preempted(preempted, req.lun, self)  # type: ignore[arg-type]
-        if answer:
-            self.conn.send_scsi_response(req.task_tag, res.status, res.data, res.sense, res.transfer_length)
-            self._flush_wanted.set()
+    def _abort_preempted(self, preempted: Preempted, lun: int) -> None:
+        self.service.abort_preempted(preempted, lun, self)
+
+    def _failed(self, exc: BaseException) -> None:
+        log.error("connection %s failed; closing it", self.peer, exc_info=exc)
+        self.terminate(f"internal error: {exc!r}")
 
     async def _sender(self) -> None:
         """Sends what worker-thread commands answered while the reader waits for the socket."""
@@ -382,49 +375,17 @@ class ConnectionHandler:
             self._flush_wanted = trio.Event()
             await self.flush()
 
-    async def _answer_after_background(self, req: ScsiRequest, wait: Callable[[], ScsiResult]) -> None:
-        """SANITIZE with IMMED=0: the status comes when the background operation has ended."""
-        res = await trio.to_thread.run_sync(wait, abandon_on_cancel=True)
-        preempted = res.extra.get("preempted")
-        if preempted:
-            self.service.abort_preempted(preempted, req.lun, self)  # type: ignore[arg-type]
-        if self._logout_itt is None and not self._cancel.cancel_called:
-            self.conn.send_scsi_response(req.task_tag, res.status, res.data, res.sense, res.transfer_length)
-            await self.flush()
-
     async def _logout(self) -> bool:
         """Logout Request (RFC 7143 §11.14): every pending command of the session ends before the
         Logout Response and none is answered (§6.5 implicit termination: that status is never
         sent). Commands not yet started (waiting for Data-Out or an earlier CmdSN) are dropped when
         the connection closes; commands running in worker threads cannot be interrupted, so the
         response waits for them. True: the connection closes now."""
-        await self._idle.wait()
+        await self._blocking.drained()
         assert self._logout_itt is not None
         self._nexus_lost()  # before the initiator can learn that the logout is done
-        self.conn.send_logout_response(self._logout_itt, 0)
+        self.conn.send_logout_response(self._logout_itt, LOGOUT_CLOSED)
         return self._handle_events()
-
-    def _tmf(self, ev: TaskManagement) -> int:
-        luns = self.service.lun_map(self.target_id) if self.target_id is not None else {}
-        if ev.function == TMF_ABORT_TASK:
-            return TMF_COMPLETE if self.conn.abort_task(ev.referenced_itt) else TMF_NO_TASK
-        if ev.function in (TMF_ABORT_TASK_SET, TMF_CLEAR_TASK_SET):
-            # this session's tasks on that LUN (SAM-5 §7.3/7.4; we keep no task set across nexuses)
-            self.conn.abort_tasks(ev.lun)
-            return TMF_COMPLETE
-        if ev.function == TMF_LUN_RESET:
-            lu = luns.get(ev.lun)
-            if lu is None:
-                return TMF_NO_LUN
-            self.conn.abort_tasks(ev.lun)
-            lu.reset(self.nexus)
-            return TMF_COMPLETE
-        if ev.function in (TMF_TARGET_WARM_RESET, TMF_TARGET_COLD_RESET):
-            self.conn.abort_tasks(None)
-            for lu in luns.values():
-                lu.reset(self.nexus)
-            return TMF_COMPLETE
-        return TMF_NOT_SUPPORTED
 
     # -- statistics ---------------------------------------------------------------------------------
     def counters(self) -> dict[str, int]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from ..model import Extent
 from ..model.extents import StoragePolicy, forbidden, kind_problem, parse_filesize, storage_identity, within
 from ..model.kinds import kind_for
+from ..scsi.host import LuHost
 from ..scsi.lu import LogicalUnit, LuIdentity
 from ..storage import Backend, MemoryBackend, open_backend
 
@@ -86,9 +87,9 @@ class ExtentRefused(Exception):
     """The extent's path may not be served (outside its root, wrong kind of file, swapped)."""
 
 
-def not_ready(ext: Extent, problem: str) -> LiveExtent:
+def not_ready(ext: Extent, problem: str, host: LuHost) -> LiveExtent:
     """An extent that cannot be served: its LUN exists and answers NOT READY with `problem`."""
-    lu = LogicalUnit(MemoryBackend(0, ext.blocksize, read_only=True), identity_of(ext))
+    lu = LogicalUnit(MemoryBackend(0, ext.blocksize, read_only=True), identity_of(ext), host=host)
     lu.unavailable = problem
     return LiveExtent(ext, lu.backend, lu, problem=problem)
 
@@ -207,10 +208,10 @@ def open_confined(ext: Extent, policy: StoragePolicy, where: Confinement) -> tup
     return fd, st
 
 
-def open_file(ext: Extent, policy: StoragePolicy) -> LiveExtent:
+def open_file(ext: Extent, policy: StoragePolicy, host: LuHost) -> LiveExtent:
     """The File kind's opener (blocking): create the file (sparse) and missing folders when a
-    size is given, open it confined to the extent roots. Raises ExtentRefused, OSError or
-    StorageError, leaving nothing created."""
+    size is given, open it confined to the extent roots, as an LU served by `host`. Raises
+    ExtentRefused, OSError or StorageError, leaving nothing created."""
     where = Confinement.files(policy)
     created: list[str] = []
     try:
@@ -223,13 +224,14 @@ def open_file(ext: Extent, policy: StoragePolicy) -> LiveExtent:
     except BaseException:
         remove_created(created)
         raise
-    return LiveExtent(ext, backend, LogicalUnit(backend, identity_of(ext)), storage_identity(st), created=created)
+    return LiveExtent(ext, backend, LogicalUnit(backend, identity_of(ext), host=host), storage_identity(st),
+                      created=created)
 
 
-def open_device(ext: Extent, policy: StoragePolicy) -> LiveExtent:
-    """The Disk/ZVOL kind's opener (blocking): open the device confined to the device root.
-    Raises ExtentRefused, OSError or StorageError."""
+def open_device(ext: Extent, policy: StoragePolicy, host: LuHost) -> LiveExtent:
+    """The Disk/ZVOL kind's opener (blocking): open the device confined to the device root, as an
+    LU served by `host`. Raises ExtentRefused, OSError or StorageError."""
     fd, st = open_confined(ext, policy, Confinement.device_root(policy))
     backend = open_backend("device", ext.path, block_size=ext.blocksize, read_only=ext.ro,
                            size_bytes=None, create=False, fd=fd)
-    return LiveExtent(ext, backend, LogicalUnit(backend, identity_of(ext)), storage_identity(st))
+    return LiveExtent(ext, backend, LogicalUnit(backend, identity_of(ext), host=host), storage_identity(st))

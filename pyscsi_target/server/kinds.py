@@ -13,9 +13,10 @@ from collections.abc import Callable
 from ..model import Extent
 from ..model.extents import StoragePolicy
 from ..model.kinds import DEVICE, FILE, kind_for
+from ..scsi.host import LuHost
 from .extents import ExtentRefused, LiveExtent, open_device, open_file
 
-Opener = Callable[[Extent, StoragePolicy], LiveExtent]
+Opener = Callable[[Extent, StoragePolicy, LuHost], LiveExtent]
 
 #: model kind name -> opener; every row of model.kinds.KINDS has one (tests/unit/server/test_kinds.py)
 OPENERS: dict[str, Opener] = {
@@ -24,10 +25,11 @@ OPENERS: dict[str, Opener] = {
 }
 
 
-def open_extent(ext: Extent, policy: StoragePolicy) -> LiveExtent:
-    """Blocking: open the extent's storage the way its kind does, confined to `policy`. Raises
+def open_extent(ext: Extent, policy: StoragePolicy, host: LuHost) -> LiveExtent:
+    """Blocking: open the extent's storage the way its kind does, confined to `policy`, as an LU
+    served by `host`. Raises
     ExtentRefused (also for a type no kind has), OSError or StorageError, leaving nothing created."""
     kind = kind_for(ext.type)
     if kind is None:
         raise ExtentRefused(f"no extent kind is called {ext.type!r}")
-    return OPENERS[kind.name](ext, policy)
+    return OPENERS[kind.name](ext, policy, host)

@@ -27,12 +27,13 @@ import trio
 from ..model import ApplyError, Config, ConfigStore, Extent, Portal, SessionInfo
 from ..model.extents import MSG_SHRINK, StoragePolicy, parse_filesize
 from ..model.kinds import kind_for
+from ..scsi.host import LuHost
 from ..scsi.lu import LogicalUnit
 from ..scsi.sense import SenseReason
-from ..scsi.types import Nexus
 from .admission import Admission
 from .connection import ConnectionHandler, tune_socket
 from .extents import LiveExtent, identity_of, not_ready, remove_created
+from .fabric import ServerHost
 from .isns import IsnsManager
 from .kinds import open_extent
 from .prstore import PrStore
@@ -86,14 +87,14 @@ class TargetService:
     """Implements `model.TargetControl`."""
 
     def __init__(self, store: ConfigStore | None, *,
-                 extent_opener: Callable[[Extent], LiveExtent] | None = None,
+                 extent_opener: Callable[[Extent, LuHost], LiveExtent] | None = None,
                  pr_store: PrStore | None = None,
                  policy: StoragePolicy | None = None) -> None:
         """`policy`: where extents may live (--extent-root, --device-root, --allow-file-devices;
         without one no File extent is served and Disk extents only from /dev). `extent_opener`
         (blocking, run in a worker thread) turns a model Extent into a live one, by default
         `open_extent` under `policy`; tests pass one that builds backends with fault-injection
-        hooks (FileBackend `flush_fn`)."""
+        hooks (FileBackend `flush_fn`); it must build the LU with the host it is given."""
         self.store = store
         self.policy = policy if policy is not None else StoragePolicy(())
         self._extent_opener = extent_opener or self._open_confined
@@ -109,6 +110,8 @@ class TargetService:
         self._lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self.handlers: set[ConnectionHandler] = set()
+        #: what the SCSI core of every LU served here may ask of the server (fabric.py)
+        self.host = ServerHost(self.handlers, self.extents, pr_store)
         self.admission = Admission()
         self._last_refusal_log = -math.inf
         self.isns: IsnsManager | None = None  # iSNS registration (server/isns.py), while running
@@ -160,6 +163,7 @@ class TargetService:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                self.host.bind(nursery)  # background operations (SANITIZE) belong to this nursery
                 self.isns = IsnsManager(nursery)
                 if self.store is not None:
                     cfg = await trio.to_thread.run_sync(self.store.load)
@@ -209,8 +213,8 @@ class TargetService:
             raise
         self._switch(old, new, opened, resized, bound, want)
 
-    def _open_confined(self, ext: Extent) -> LiveExtent:
-        return open_extent(ext, self.policy)
+    def _open_confined(self, ext: Extent, host: LuHost) -> LiveExtent:
+        return open_extent(ext, self.policy, host)
 
     async def _open_extents(
         self, new: Config, opened: dict[int, LiveExtent], resized: list[LiveExtent], *, strict: bool
@@ -257,11 +261,11 @@ class TargetService:
 
     async def _open_one(self, ext: Extent, *, strict: bool) -> LiveExtent:
         try:
-            live = await trio.to_thread.run_sync(self._extent_opener, ext)
+            live = await trio.to_thread.run_sync(self._extent_opener, ext, self.host)
         except Exception as exc:
             if strict:
                 raise ApplyError(f"Cannot open {ext.path}: {exc}", "extents", ext.id, _location(ext)) from exc
-            live = not_ready(ext, f"cannot open {ext.path}: {exc}")
+            live = not_ready(ext, f"cannot open {ext.path}: {exc}", self.host)
         else:
             problem = await trio.to_thread.run_sync(self._load_pr_state, live)
             if problem is not None:
@@ -304,7 +308,7 @@ class TargetService:
                 raise ApplyError(f'This file is already used by extent "{other}".', "extents", eid,
                                  _location(live.extent))
             await trio.to_thread.run_sync(_close_and_undo, live)
-            opened[eid] = not_ready(live.extent, reason)
+            opened[eid] = not_ready(live.extent, reason, self.host)
             log.error("extent %r is not served (LUN not ready): %s", live.extent.name, reason)
 
     async def _bind(self, addr: Address, portal_id: int, *, strict: bool) -> trio.socket.SocketType:
@@ -337,8 +341,6 @@ class TargetService:
             else:
                 live.extent = ext
                 live.lu.identity = identity_of(ext)
-        for live in opened.values():
-            self._attach_lu_hooks(live)
         self.extents.update(opened)
         self.config = new
         self._portal_of = dict(want)
@@ -365,18 +367,7 @@ class TargetService:
             if self._nursery is not None:
                 self._nursery.start_soon(trio.to_thread.run_sync, _flush_and_close, live)
 
-    def _attach_lu_hooks(self, live: LiveExtent) -> None:
-        """Persistent reservations that survive restarts (loaded when opened), and EXTENDED COPY
-        between LUs."""
-        lu = live.lu
-        lu.copy_resolver = self._lu_by_designator
-        lu.nexus_alive = self._nexus_alive
-        store, naa = self.pr_store, live.extent.naa
-        if store is None or not naa or live.problem is not None:
-            return
-        lu.on_pr_change = lambda state: store.save(naa, state)
-
-    def abort_preempted(self, preempted: list[tuple[str, str | None]], lun: int,
+    def abort_preempted(self, preempted: tuple[tuple[str, str | None], ...], lun: int,
                         issuer: ConnectionHandler) -> None:
         """PREEMPT AND ABORT (SPC-4 §5.13.11.2.5): the preempted I_T nexuses' tasks on that LU are
         aborted; commands still waiting for data or for an earlier CmdSN are dropped unanswered."""
@@ -387,22 +378,8 @@ class TargetService:
                 if h.nexus.initiator_port.lower() == initiator_port.lower() and (
                     target_port is None or h.nexus.target_port.lower() == target_port.lower()
                 ):
-                    h.conn.abort_tasks(lun)
+                    h.abort_tasks(lun)
                     break
-
-    def _nexus_alive(self, nexus: Nexus) -> bool:
-        """Whether a connection still carries this I_T nexus (may be called from worker threads;
-        copying the set is atomic under the GIL)."""
-        for h in list(self.handlers):
-            if h.nexus == nexus:
-                return h.connection_alive()
-        return False
-
-    def _lu_by_designator(self, designator: bytes) -> LogicalUnit | None:
-        for live in self.extents.values():
-            if live.lu.identity.naa_bytes() == designator:
-                return live.lu
-        return None
 
     def _build_lun_maps(self, cfg: Config) -> dict[int, dict[int, LogicalUnit]]:
         maps: dict[int, dict[int, LogicalUnit]] = {}
@@ -522,6 +499,9 @@ def _close_and_undo(live: LiveExtent) -> None:
 
 
 def _flush_and_close(live: LiveExtent) -> None:
+    """Blocking: end the LU's background work (a sanitize of an extent no longer served: it stops
+    at its next step) before the backend is flushed and closed under it."""
+    live.lu.stop_sanitize()
     try:
         if not live.backend.read_only:
             live.backend.flush()

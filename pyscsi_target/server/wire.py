@@ -18,6 +18,7 @@ write side; trio's own wrapper stays the owner of the socket (it closes it).
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Sequence
 
@@ -120,3 +121,21 @@ class Pacer:
         if self._left <= 0:
             self._left = WAKEUPS_PER_CHECKPOINT
             await trio.lowlevel.checkpoint()
+
+
+def peer_open(fd: int) -> bool:
+    """Non-blocking look at a connected socket, from any thread: False once the peer has closed or
+    reset it, even if the reader has not processed that yet (a pending byte means it is open).
+    The socket object only borrows `fd` (detached, never closed here)."""
+    try:
+        probe = socket.socket(fileno=fd)
+    except (OSError, ValueError):  # closed meanwhile (trio reports its fileno() as -1 then)
+        return False
+    try:
+        return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.detach()

@@ -28,6 +28,7 @@ import trio
 from pyscsi_target.model import ConfigStore, Extent
 from pyscsi_target.model.config import EXTENT_FILE
 from pyscsi_target.model.extents import parse_filesize
+from pyscsi_target.scsi.host import LuHost
 from pyscsi_target.scsi.lu import LogicalUnit
 from pyscsi_target.server.connection import ConnectionHandler
 from pyscsi_target.server.demo import demo_config
@@ -272,15 +273,15 @@ class FlushHook:
 GATE_TIMEOUT_S = 30.0
 
 
-def hooked_opener(hook: FlushHook) -> Callable[[Extent], LiveExtent]:
+def hooked_opener(hook: FlushHook) -> Callable[[Extent, LuHost], LiveExtent]:
     """An extent opener for `TargetService` that builds the real FileBackend with `hook` as its
     flush function (the same backend and LU as `server.kinds.open_extent`)."""
 
-    def open_hooked(ext: Extent) -> LiveExtent:
+    def open_hooked(ext: Extent, host: LuHost) -> LiveExtent:
         assert ext.type == EXTENT_FILE
         backend = FileBackend(ext.path, block_size=ext.blocksize, read_only=ext.ro,
                               size_bytes=parse_filesize(ext.filesize) or None, create=True, flush_fn=hook)
-        return LiveExtent(ext, backend, LogicalUnit(backend, identity_of(ext)))
+        return LiveExtent(ext, backend, LogicalUnit(backend, identity_of(ext), host=host))
 
     return open_hooked
 

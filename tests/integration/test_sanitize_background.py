@@ -13,16 +13,17 @@ event (`SanitizeJob.wait`), each bounded by trio.fail_after.
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import trio
 
 from pyscsi_target.model import Extent, LunMapping, Target, TargetGroup
 from pyscsi_target.model.config import EXTENT_FILE
 from pyscsi_target.model.extents import new_naa, new_serial
-from pyscsi_target.scsi.lu import SANITIZE_IDLE, SANITIZE_RUNNING, LogicalUnit
+from pyscsi_target.scsi.lu import SANITIZE_FAILED, SANITIZE_IDLE, SANITIZE_RUNNING, LogicalUnit
 from pyscsi_target.scsi.sanitize_job import SANITIZE_BYTES_PER_SECOND
 from tests.initiator import RESERVED_TAG, TMF_RESPONSE
-from tests.support import Running
+from tests.support import Running, demo_options, start
 
 from .client import Client, Result
 from .reliability import handler_of, host_port, open_session
@@ -45,6 +46,10 @@ ISSUER, ISSUER_ISID = "iqn.2026-11.org.example:sanitizer", 0x80_00_00_5A_00_01
 WATCHER, WATCHER_ISID = "iqn.2026-11.org.example:watcher", 0x80_00_00_5A_00_02
 #: seconds any single step may take (real time): a whole operation takes LU_BYTES / 32 MiB/s
 STEP_TIMEOUT_S = 4 * LU_BYTES / SANITIZE_BYTES_PER_SECOND + 10
+#: an LU whose sanitize takes 32 s: still running when the server shuts down
+LONG_LU_BYTES = 1 << 30
+#: seconds a shutdown may take while a sanitize runs: it stops at its next 1 MiB step (~31 ms)
+SHUTDOWN_BOUND_S = 5.0
 
 
 def sanitize_cdb(sa: int, length: int = 0, flags: int = 0) -> bytes:
@@ -57,8 +62,8 @@ def overwrite_params(pattern: bytes) -> bytes:
     return struct.pack(">BxH", 1, len(pattern)) + pattern
 
 
-async def add_small_lu(run: Running) -> tuple[str, LogicalUnit]:
-    """A second target with one fresh LU_BYTES file LU on the demo portal: (its IQN, its LU)."""
+async def add_small_lu(run: Running, size: int = LU_BYTES) -> tuple[str, LogicalUnit]:
+    """A second target with one fresh `size` bytes file LU on the demo portal: (its IQN, its LU)."""
     svc = run.service
     cfg = svc.config.copy()
     tid = cfg.new_id("targets")
@@ -67,7 +72,7 @@ async def add_small_lu(run: Running) -> tuple[str, LogicalUnit]:
     cfg.targetgroups[gid] = TargetGroup(id=gid, target=tid, portalgroup=next(iter(cfg.portals)))
     eid = cfg.new_id("extents")
     path = run.options.data_dir / "extents" / "sanitize.img"
-    cfg.extents[eid] = Extent(id=eid, name="sanitize", type=EXTENT_FILE, path=str(path), filesize=str(LU_BYTES),
+    cfg.extents[eid] = Extent(id=eid, name="sanitize", type=EXTENT_FILE, path=str(path), filesize=str(size),
                               naa=new_naa(cfg), serial=new_serial(cfg))
     mid = cfg.new_id("mappings")
     cfg.mappings[mid] = LunMapping(id=mid, target=tid, extent=eid, lunid=0)
@@ -223,3 +228,25 @@ async def test_aborted_and_disconnected_issuer_the_operation_completes(demo: Run
     assert (await again.command(TUR)).status == GOOD
     assert await read_block(again, LAST_LBA) == PATTERN * (BS // len(PATTERN))
     await again.logout()
+
+
+async def test_shutdown_stops_a_running_operation_and_joins_it(tmp_path: Path) -> None:
+    """Issue #14: the operation belongs to the service's nursery. A shutdown while it runs stops it
+    at its next step and joins its thread before the extents are closed: bounded, and nothing
+    writes to the LU's file afterwards. The medium is not sanitized: failure mode."""
+    async with trio.open_nursery() as nursery:
+        run = await start(nursery, demo_options(tmp_path / "data"))
+        iqn, lu = await add_small_lu(run, LONG_LU_BYTES)
+        issuer = await open_session(run.portal, iqn, name=ISSUER, isid=ISSUER_ISID)
+        with trio.fail_after(STEP_TIMEOUT_S):
+            assert (await issuer.command(sanitize_cdb(BLOCK_ERASE, flags=IMMED))).status == GOOD
+            await progress_beyond(issuer, -1)
+        job = lu.sanitize_job
+        assert job is not None and not job.ended
+        await issuer.aclose()
+        shutdown_at = trio.current_time()
+        nursery.cancel_scope.cancel()
+    assert trio.current_time() - shutdown_at < SHUTDOWN_BOUND_S
+    assert job.ended and lu.sanitize_state == SANITIZE_FAILED
+    assert job.done_bytes < LONG_LU_BYTES
+    assert job.result is not None and job.result.status == CHECK_CONDITION

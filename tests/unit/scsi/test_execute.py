@@ -17,7 +17,21 @@ from pyscsi_target.storage.base import (
     StorageError,
 )
 
-from .util import NEXUS, OTHER, SparseBackend, cdb10, cdb16, field_pointer, good, identity, make_lu, run, sense_of
+from .util import (
+    NEXUS,
+    OTHER,
+    SparseBackend,
+    cdb10,
+    cdb16,
+    fabric,
+    field_pointer,
+    good,
+    identity,
+    make_lu,
+    new_lu,
+    run,
+    sense_of,
+)
 
 TUR = bytes(6)
 INQUIRY = bytes([0x12, 0, 0, 0, 96, 0])
@@ -126,7 +140,7 @@ def test_new_nexus_gets_power_on_reset_first_then_only_later_events(lu: LogicalU
 
 
 def test_power_on_reset_is_what_request_sense_reports_first() -> None:
-    fresh = LogicalUnit(SparseBackend(8), identity())
+    fresh = new_lu(SparseBackend(8), identity())
     data = good(fresh, REQUEST_SENSE)
     assert (data[2], data[12], data[13]) == (0x06, 0x29, 0x00)
     assert good(fresh, REQUEST_SENSE)[2] == 0
@@ -277,13 +291,13 @@ def test_refused_write_cdb_still_reports_its_transfer_length(lu: LogicalUnit) ->
 
 def test_reservation_of_a_holder_whose_connection_ended_does_not_conflict(lu: LogicalUnit) -> None:
     """SPC-2 §5.5.1: I_T nexus loss releases a RESERVE; the transport may know of the loss
-    (peer closed) before it has processed it, and `nexus_alive` lets the check ask."""
+    (peer closed) before it has processed it, and the LU's host (`nexus_alive`) lets the check ask."""
     holder = Nexus("iqn.2026-11.org.example:holder,i,0x800000000008", "iqn.t,t,0x0001")
     other = Nexus("iqn.2026-11.org.example:other,i,0x800000000009", "iqn.t,t,0x0001")
     assert lu.reserve(holder)
     assert lu.conflicts(other)
-    alive = {holder: True}
-    lu.nexus_alive = lambda n: alive.get(n, False)
+    alive = fabric(lu).alive
+    alive[holder] = True
     assert lu.conflicts(other)  # a live holder still conflicts
     alive[holder] = False
     assert not lu.conflicts(other) and lu.reserved_by is None  # released for good

@@ -11,7 +11,7 @@ from pyscsi_target.scsi import LogicalUnit
 from pyscsi_target.scsi.types import CHECK_CONDITION
 from pyscsi_target.storage import MemoryBackend
 
-from .util import cdb10, connect, good, identity, run, sense_of
+from .util import cdb10, connect, good, identity, new_lu, run, sense_of
 
 NOT_READY = (0x02, 0x04, 0x03)
 POWER_ON = (0x06, 0x29, 0x00)
@@ -23,7 +23,7 @@ PR_IN_READ_KEYS = bytes([0x5E, 0x00]) + bytes(5) + (512).to_bytes(2, "big") + b"
 
 
 def unavailable_lu() -> LogicalUnit:
-    lu = connect(LogicalUnit(MemoryBackend(64), identity()))
+    lu = connect(new_lu(MemoryBackend(64), identity()))
     lu.unavailable = "cannot read its persistent reservations"
     return lu
 
@@ -51,7 +51,7 @@ def test_inquiry_report_luns_and_request_sense_still_answer() -> None:
 
 
 def test_unit_attentions_come_first() -> None:
-    lu = LogicalUnit(MemoryBackend(64), identity())
+    lu = new_lu(MemoryBackend(64), identity())
     lu.unavailable = "refused"
     assert sense_of(run(lu, bytes(6))) == POWER_ON
     assert sense_of(run(lu, bytes(6))) == NOT_READY

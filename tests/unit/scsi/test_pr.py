@@ -39,7 +39,7 @@ from .prutil import (
     prout_params,
     reservation,
 )
-from .util import NEXUS, OTHER, cdb10, connect, field_pointer, good, run, sense_of
+from .util import NEXUS, OTHER, cdb10, connect, fabric, field_pointer, good, new_lu, run, sense_of
 
 K1, K2, K3 = 0x1111_2222_3333_4444, 0xAAAA_BBBB_CCCC_DDDD, 0x42
 READ10 = cdb10(0x28, 1, 1)
@@ -308,7 +308,7 @@ def test_preempt_and_abort_names_the_preempted_for_the_transport(lu: LogicalUnit
     ok(prout(lu, RESERVE, key=K1, rtype=EA))
     res = prout(lu, PREEMPT_AND_ABORT, key=K2, sark=K1, rtype=EA, nexus=OTHER)
     assert res.status == GOOD
-    assert res.extra["preempted"] == [(NEXUS.initiator_port, NEXUS.target_port)]
+    assert res.preempted == ((NEXUS.initiator_port, NEXUS.target_port),)
 
 
 # ---- CDB and parameter list errors ------------------------------------------------------------------
@@ -350,7 +350,7 @@ def test_unknown_service_actions(lu: LogicalUnit) -> None:
 
 def test_report_capabilities_golden(lu: LogicalUnit) -> None:
     assert good(lu, prin_cdb(REPORT_CAPABILITIES)) == bytes.fromhex("0008 14 a0 ea01 0000")
-    lu.on_pr_change = lambda state: None
+    fabric(lu).persist = True
     ok(prout(lu, REGISTER, sark=K1, flags=APTPL))
     assert good(lu, prin_cdb(REPORT_CAPABILITIES)) == bytes.fromhex("0008 15 a1 ea01 0000")
 
@@ -408,13 +408,13 @@ def test_lu_reset_and_nexus_loss_keep_persistent_reservations(lu: LogicalUnit) -
 
 
 def test_aptpl_state_goes_to_the_listener_and_loads_back(lu: LogicalUnit) -> None:
-    saved: list[dict[str, object]] = []
-    lu.on_pr_change = saved.append
+    fabric(lu).persist = True
+    saved = fabric(lu).saved
     ok(prout(lu, REGISTER, sark=K1, flags=APTPL | ALL_TG_PT))
     ok(prout(lu, RESERVE, key=K1, rtype=WE_RO))
     assert len(saved) == 2 and saved[-1]["aptpl"] is True
     assert saved[-1] == lu.pr_state()
-    restarted = connect(LogicalUnit(lu.backend, lu.identity))
+    restarted = connect(new_lu(lu.backend, lu.identity))
     restarted.load_pr_state(saved[-1])
     assert keys(restarted) == keys(lu)
     assert reservation(restarted) == (K1, WE_RO)
@@ -423,8 +423,8 @@ def test_aptpl_state_goes_to_the_listener_and_loads_back(lu: LogicalUnit) -> Non
 
 
 def test_unchanged_state_is_not_saved_again(lu: LogicalUnit) -> None:
-    saved: list[dict[str, object]] = []
-    lu.on_pr_change = saved.append
+    fabric(lu).persist = True
+    saved = fabric(lu).saved
     ok(prout(lu, REGISTER, sark=0))  # an unregistered nexus unregistering: no change
     ok(prout(lu, REGISTER, sark=K1))
     ok(prout(lu, RESERVE, key=K1, rtype=WE))
@@ -433,10 +433,8 @@ def test_unchanged_state_is_not_saved_again(lu: LogicalUnit) -> None:
 
 
 def test_failed_save_changes_nothing(lu: LogicalUnit) -> None:
-    def fail(state: dict[str, object]) -> None:
-        raise OSError("disk full")
-
-    lu.on_pr_change = fail
+    fabric(lu).persist = True
+    fabric(lu).save_error = OSError("disk full")
     res = prout(lu, REGISTER, sark=K1)
     assert sense_of(res) == (0x04, 0x44, 0x00)
     assert keys(lu) == (0, [])

@@ -18,7 +18,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from pyscsi_target.scsi import LogicalUnit, Nexus, ScsiResult, SenseReason
+from pyscsi_target.scsi import Nexus, ScsiResult, SenseReason
 from pyscsi_target.scsi.types import CHECK_CONDITION, GOOD, RESERVATION_CONFLICT
 from pyscsi_target.storage import MemoryBackend
 
@@ -39,7 +39,7 @@ from .prutil import (
     prin_cdb,
     prout,
 )
-from .util import NEXUS, OTHER, cdb10, connect, identity, run, sense_of
+from .util import NEXUS, OTHER, cdb10, connect, identity, new_lu, run, sense_of
 
 ELSEWHERE = Nexus(NEXUS.initiator_port, "iqn.2005-10.org.freenas.ctl:t1,t,0x0002", relative_port_id=2)
 NEXUSES = (NEXUS, OTHER, ELSEWHERE)
@@ -183,7 +183,7 @@ class Model:
 class PersistentReservations(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.lu = connect(LogicalUnit(MemoryBackend(16), identity()), *NEXUSES)
+        self.lu = connect(new_lu(MemoryBackend(16), identity()), *NEXUSES)
         self.model = Model()
 
     @initialize(first=KEYS, second=KEYS, holder=PICK, rtype=st.one_of(st.none(), TYPES))

@@ -3,8 +3,9 @@ libiscsi makes, and the background operation: IMMED=0 and IMMED=1, NOT READY / S
 PROGRESS with the progress indication while it runs (SPC-4 §4.5.2.4.4), the commands still
 served, resets and nexus loss that do not stop it, its rate, and sanitize failure mode.
 
-The tests play the server's part: they call `extra["start_background"]` (LogicalUnit.run_sanitize)
-themselves, on a virtual clock, so that the operation's progress can be watched step by step."""
+The tests play the server's part: the LU's host (`FabricDouble`) records the background work the
+handler hands it (`LogicalUnit.run_sanitize`), and the tests run it themselves, on a virtual clock,
+so that the operation's progress can be watched step by step."""
 
 from __future__ import annotations
 
@@ -26,7 +27,19 @@ from pyscsi_target.scsi.types import CHECK_CONDITION, GOOD, RESERVATION_CONFLICT
 from pyscsi_target.storage import MemoryBackend
 from pyscsi_target.storage.base import Buffer, MediumError
 
-from .util import NEXUS, OTHER, SparseBackend, cdb10, field_pointer, good, identity, make_lu, run, sense_of
+from .util import (
+    NEXUS,
+    OTHER,
+    SparseBackend,
+    cdb10,
+    fabric,
+    field_pointer,
+    good,
+    identity,
+    make_lu,
+    run,
+    sense_of,
+)
 
 BS = 512
 OVERWRITE, BLOCK_ERASE, CRYPTO_ERASE, EXIT_FAILURE_MODE = 0x01, 0x02, 0x03, 0x1F
@@ -80,14 +93,12 @@ def finish(lu: LogicalUnit, started: ScsiResult, clock: VirtualClock | None = No
     the command's status: the final one for IMMED=0, the one already given for IMMED=1."""
     clock = clock or VirtualClock()
     lu.clock = clock.time
-    start = started.extra["start_background"]
-    assert start == lu.run_sanitize
+    run, stop = fabric(lu).background.pop()
+    assert run == lu.run_sanitize and lu.sanitize_job is not None and stop == lu.sanitize_job.stop
     outcome = lu.run_sanitize(sleep=clock.sleep)
-    wait = started.extra.get("wait_background")
-    if wait is None:
+    if started.final is None:
         return started
-    assert callable(wait)
-    final = wait()
+    final = started.final()
     assert final is outcome
     return final
 
@@ -95,7 +106,7 @@ def finish(lu: LogicalUnit, started: ScsiResult, clock: VirtualClock | None = No
 def sanitized(lu: LogicalUnit, pattern: bytes, **kw: object) -> ScsiResult:
     """OVERWRITE from start to end; the command's status."""
     res = overwrite(lu, pattern, **kw)  # type: ignore[arg-type]
-    return finish(lu, res) if "start_background" in res.extra else res
+    return finish(lu, res) if fabric(lu).background else res
 
 
 def progress_of(sense: bytes) -> int:
@@ -269,7 +280,7 @@ def test_report_supported_opcodes_shows_immed_and_ause(lu: LogicalUnit) -> None:
 def test_immed_0_status_comes_when_the_operation_ends(rec: RecordingBackend) -> None:
     lu = make_lu(rec, identity())
     started = overwrite(lu, b"\x5a" * 4)
-    assert callable(started.extra["wait_background"])  # the server answers from it, at the end
+    assert started.final is not None  # the server answers from it, at the end
     job = lu.sanitize_job
     assert job is not None and not job.immed and not job.ended
     final = finish(lu, started)
@@ -279,7 +290,7 @@ def test_immed_0_status_comes_when_the_operation_ends(rec: RecordingBackend) -> 
 def test_immed_1_status_at_once_then_progress_through_request_sense(rec: RecordingBackend) -> None:
     lu = make_lu(rec, identity())
     started = overwrite(lu, b"\x5a" * 4, flags=IMMED)
-    assert started.status == GOOD and "wait_background" not in started.extra  # status now (§5.30.1)
+    assert started.status == GOOD and started.final is None  # status now (§5.30.1)
     assert lu.sanitize_state == SANITIZE_RUNNING and rec.passes == []
     data = good(lu, REQUEST_SENSE)
     assert fixed_sense_key(data) == IN_PROGRESS and progress_of(data) == 0
@@ -474,5 +485,4 @@ def test_an_unexpected_error_ends_the_operation_and_propagates(rec: RecordingBac
     with pytest.raises(ZeroDivisionError):
         lu.run_sanitize(sleep=VirtualClock().sleep)
     assert lu.sanitize_state == SANITIZE_FAILED
-    wait = started.extra["wait_background"]
-    assert callable(wait) and sense_of(wait()) == FAILED
+    assert started.final is not None and sense_of(started.final()) == FAILED

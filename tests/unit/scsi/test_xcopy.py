@@ -16,7 +16,20 @@ from pyscsi_target.storage import MemoryBackend
 from pyscsi_target.storage.base import MediumError
 
 from .prutil import EA, REGISTER, RESERVE, prout
-from .util import NAA, NEXUS, OTHER, SparseBackend, cdb10, field_pointer, good, identity, make_lu, run, sense_of
+from .util import (
+    NAA,
+    NEXUS,
+    OTHER,
+    SparseBackend,
+    cdb10,
+    fabric,
+    field_pointer,
+    good,
+    identity,
+    make_lu,
+    run,
+    sense_of,
+)
 
 BS = 512
 NAA_A = bytes.fromhex(NAA[2:])
@@ -121,11 +134,11 @@ def test_zero_blocks_and_zero_length(lu: LogicalUnit) -> None:
     assert run(lu, xcopy_cdb(0)).status == GOOD
 
 
-def test_foreign_lu_needs_a_resolver(lu: LogicalUnit, other_lu: LogicalUnit) -> None:
-    """An LU outside the session is reachable only through copy_resolver."""
+def test_foreign_lu_needs_a_host_that_finds_it(lu: LogicalUnit, other_lu: LogicalUnit) -> None:
+    """An LU outside the session is reachable only through the host (find_lu)."""
     data = params([cscd(NAA_A), cscd(NAA_B)], [b2b(0, 1, 1, 0, 0)])
     assert sense_of(xcopy(lu, data)) == UNREACHABLE
-    lu.copy_resolver = {NAA_B: other_lu}.get
+    fabric(lu).lus[NAA_B] = other_lu
     fill(lu, 0, pattern(1, 9))
     assert xcopy(lu, data).status == GOOD
     assert read(other_lu, 0, 1) == pattern(1, 9)
@@ -140,7 +153,7 @@ def test_insecure_tpc_of_the_receiving_lu_decides(
 ) -> None:
     """Issue #11 item 5, CTL ctl_tpc.c: the LU that received EXTENDED COPY decides, by its own
     insecure_tpc, whether it may reach an LU its session cannot; the other LU's flag is not read."""
-    lu.copy_resolver = {NAA_B: other_lu}.get
+    fabric(lu).lus[NAA_B] = other_lu
     lu.identity.insecure_tpc, other_lu.identity.insecure_tpc = receiver_flag, other_flag
     fill(lu, 0, pattern(1, 4))
     res = xcopy(lu, params([cscd(NAA_A), cscd(NAA_B)], [b2b(0, 1, 1, 0, 0)]))

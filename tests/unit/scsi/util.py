@@ -1,11 +1,12 @@
-"""Helpers for the SCSI core tests: nexuses, an identity, command runners, sense parsing, and
+"""Helpers for the SCSI core tests: nexuses, an identity, command runners, sense parsing,
 `SparseBackend`, a Backend implementation (interface only, our own test double over a dict) that
-can report huge capacities, count flushes and fail on demand."""
+can report huge capacities, count flushes and fail on demand, and `FabricDouble`, an `LuHost`
+(the interface the core asks the fabric through) whose answers the tests set."""
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from pyscsi_target.scsi import LogicalUnit, LuIdentity, Nexus, ScsiRequest, ScsiResult, execute
 from pyscsi_target.scsi.types import CHECK_CONDITION, GOOD
@@ -24,6 +25,49 @@ def identity(**kw: object) -> LuIdentity:
     return LuIdentity(**kw)  # type: ignore[arg-type]
 
 
+class FabricDouble:
+    """An `LuHost` for the core tests (the server's is server/fabric.py): nexuses are alive unless
+    `alive` says otherwise, `lus` are the LUs found by NAA designator, PR state goes to `saved`
+    when `persist` is set (`save_error` makes saving fail), and background work is recorded in
+    `background` as (run, stop) for the test to run itself, on a virtual clock."""
+
+    def __init__(self) -> None:
+        self.alive: dict[Nexus, bool] = {}
+        self.lus: dict[bytes, LogicalUnit] = {}
+        self.persist = False
+        self.save_error: OSError | None = None
+        self.saved: list[dict[str, object]] = []
+        self.background: list[tuple[Callable[[], object], Callable[[], None]]] = []
+
+    def nexus_alive(self, nexus: Nexus) -> bool:
+        return self.alive.get(nexus, True)
+
+    def find_lu(self, designator: bytes) -> LogicalUnit | None:
+        return self.lus.get(designator)
+
+    def persists_pr(self, lu: LogicalUnit) -> bool:
+        return self.persist
+
+    def save_pr_state(self, lu: LogicalUnit, state: dict[str, object]) -> None:
+        if self.save_error is not None:
+            raise self.save_error
+        self.saved.append(state)
+
+    def run_background(self, run: Callable[[], object], stop: Callable[[], None]) -> None:
+        self.background.append((run, stop))
+
+
+def new_lu(backend: Backend, ident: LuIdentity | None = None) -> LogicalUnit:
+    """A logical unit served by a fresh `FabricDouble` (its `host`)."""
+    return LogicalUnit(backend, ident or identity(), host=FabricDouble())
+
+
+def fabric(lu: LogicalUnit) -> FabricDouble:
+    """The test fabric of an LU built by `new_lu`."""
+    assert isinstance(lu.host, FabricDouble)
+    return lu.host
+
+
 def connect(lu: LogicalUnit, *nexuses: Nexus) -> LogicalUnit:
     """What an initiator does after login (libiscsi's iscsi_full_connect, Linux's scan): TEST
     UNIT READY until no unit attention is left, which consumes the power-on UA (29/00)."""
@@ -38,7 +82,7 @@ def connect(lu: LogicalUnit, *nexuses: Nexus) -> LogicalUnit:
 
 def make_lu(backend: Backend, ident: LuIdentity) -> LogicalUnit:
     """A logical unit that NEXUS and OTHER have logged in to."""
-    return connect(LogicalUnit(backend, ident))
+    return connect(new_lu(backend, ident))
 
 
 #: libiscsi gives up a login after this many unit attentions

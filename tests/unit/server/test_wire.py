@@ -1,7 +1,7 @@
 """Socket I/O of the data path (server/wire.py): writev of many buffers with partial writes and a
 full socket, the stall timeout, reads that wait only when nothing is there (polling a quick peer
-briefly first), and the Pacer that keeps a connection whose peer always has data from starving
-everything else."""
+briefly first), the Pacer that keeps a connection whose peer always has data from starving
+everything else, and the peek that tells whether the peer has closed."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pyscsi_target.server.wire import (
     WAKEUPS_PER_CHECKPOINT,
     Pacer,
     SendStalled,
+    peer_open,
     recv_into,
     send_all,
 )
@@ -120,3 +121,18 @@ async def test_a_reader_that_never_waits_still_lets_others_run() -> None:
     assert other_ran_after and other_ran_after[0] < 2 * WAKEUPS_PER_CHECKPOINT
     a.close()
     b.close()
+
+
+def test_peer_open_peeks_without_taking_data_or_the_socket() -> None:
+    """Open while the peer is there, also with data pending (a peek consumes nothing); closed once
+    only its end-of-stream is left; the socket stays ours and usable (nothing dup'ed or closed)."""
+    a, b = socket.socketpair()
+    with a, b:
+        assert peer_open(a.fileno())
+        b.send(b"x")
+        b.close()
+        assert peer_open(a.fileno())  # a byte is pending before the end of the stream
+        assert a.recv(1) == b"x"
+        assert not peer_open(a.fileno())
+        assert a.recv(1) == b""
+    assert not peer_open(a.fileno())  # closed: -1, or a descriptor that is no socket of ours
