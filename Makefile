@@ -22,9 +22,11 @@ setup: $(STAMP)
 apt-python:
 	./scripts/apt-install python3-venv python3-pip
 
-# Debian packages the tests drive: libiscsi's command-line tools (iscsi-ls, iscsi-inq, iscsi-test-cu).
+# Debian packages the tests drive: libiscsi's command-line tools (iscsi-ls, iscsi-inq, iscsi-test-cu),
+# and systemd's systemd-analyze (verifies contrib/pyscsi-target.service).
 system-deps:
 	@command -v iscsi-test-cu >/dev/null && command -v iscsi-ls >/dev/null || ./scripts/apt-install libiscsi-bin
+	@command -v systemd-analyze >/dev/null || ./scripts/apt-install systemd
 
 # ---- the two commands --------------------------------------------------------------------------
 run: setup
