@@ -228,3 +228,22 @@ def test_console_script_is_declared() -> None:
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, func = scripts["pyscsi-targetctl"].partition(":")
     assert module == "pyscsi_target.ctl.cli" and func == "main"
+
+
+async def test_https_api_with_cacert_or_insecure(nursery: trio.Nursery, tmp_path: Path) -> None:
+    from .test_api_tls import make_certificate, tls_options
+
+    cert, key = await make_certificate(tmp_path)
+    options = tls_options(tmp_path, cert, key)
+    await start(nursery, options)
+    base = ["--api", f"https://{options.api}", "--password-file", str(options.data_dir / "api-password")]
+    runner = CliRunner()
+
+    async def invoke(*args: str) -> Result:
+        return await trio.to_thread.run_sync(lambda: runner.invoke(cli, [*base, *args]))
+
+    untrusted = await invoke("status")  # a self-signed certificate the system does not trust
+    assert untrusted.exit_code == 3 and "--cacert FILE" in untrusted.stderr
+    trusted = await invoke("--cacert", str(cert), "--json", "target", "list")
+    assert trusted.exit_code == 0 and json.loads(trusted.stdout) == []
+    assert (await invoke("--insecure", "status")).exit_code == 0
