@@ -23,10 +23,12 @@ apt-python:
 	./scripts/apt-install python3-venv python3-pip
 
 # Debian packages the tests drive: libiscsi's command-line tools (iscsi-ls, iscsi-inq, iscsi-test-cu),
-# and open-isns's server and client (isnsd, isnsadm) for the iSNS registration tests.
+# open-isns's server and client (isnsd, isnsadm) for the iSNS registration tests, and systemd's
+# systemd-analyze (verifies contrib/pyscsi-target.service).
 system-deps:
 	@command -v iscsi-test-cu >/dev/null && command -v iscsi-ls >/dev/null || ./scripts/apt-install libiscsi-bin
 	@test -x /usr/sbin/isnsd && test -x /usr/sbin/isnsadm || ./scripts/apt-install open-isns-server open-isns-utils
+	@command -v systemd-analyze >/dev/null || ./scripts/apt-install systemd
 
 # ---- the two commands --------------------------------------------------------------------------
 run: setup

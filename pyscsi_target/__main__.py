@@ -20,6 +20,8 @@ from .server.options import (
     DEFAULT_DATA_DIR,
     DEFAULT_DEMO_PORTAL,
     DEFAULT_DEVICE_ROOT,
+    DEFAULT_LOG_LEVEL,
+    LOG_LEVEL_NAMES,
     OptionsError,
     ServerOptions,
 )
@@ -53,7 +55,8 @@ def parser() -> argparse.ArgumentParser:
                    help="if the configuration is empty, create a demo target with a 1 GiB LUN")
     s.add_argument("--demo-portal", default=DEFAULT_DEMO_PORTAL, help="portal of the demo target (default %(default)s)")
     s.add_argument("--no-api", action="store_true", help="do not serve the management API")
-    s.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR (default %(default)s)")
+    s.add_argument("--log-level", default=DEFAULT_LOG_LEVEL,
+                   help=f"{', '.join(LOG_LEVEL_NAMES)} (default %(default)s)")
     _config_parser(sub)
     return ap
 
@@ -131,8 +134,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "config":
         return _config_command(args)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
     options = ServerOptions(
         data_dir=args.data_dir,
         api=args.api,
@@ -148,13 +149,15 @@ def main(argv: list[str] | None = None) -> int:
         api_key=args.api_key,
         api_insecure=args.api_insecure,
     )
-    try:
+    try:  # issue #13 item 6: every refusal is one line naming the flag, before anything is written
         options.check()
         if options.api_enabled:
             options.api_ssl_context()
     except OptionsError as exc:
         print(f"pyscsi-target: {exc}", file=sys.stderr)
         return USAGE_ERROR
+    logging.basicConfig(level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
     failures: list[BaseException] = []
     try:
         trio.run(_run, options)

@@ -45,6 +45,7 @@ class Server(ServerProcess):
         super().__init__(data_dir, f"127.0.0.1:{free_port()}")
         self.api = f"127.0.0.1:{free_port()}"
         self.extent_root = extent_root
+        extent_root.mkdir(parents=True, exist_ok=True)  # serve refuses a missing --extent-root (issue #13 item 6)
         self.demo = demo
 
     def argv(self) -> list[str]:
