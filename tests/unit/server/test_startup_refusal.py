@@ -23,6 +23,7 @@ def test_a_portal_that_cannot_listen_stops_the_start_with_the_field_named(
         port = busy.getsockname()[1]
         data = tmp_path / "data"
         data.mkdir()
+        (tmp_path / "extents").mkdir()  # a missing --extent-root is refused before anything else
         cfg = Config()
         cfg.portals[1] = Portal(id=1, tag=1, ips=[PortalAddress("127.0.0.1", port)])
         store = ConfigStore(data / "config.db")
