@@ -42,7 +42,11 @@ PACKAGES = (
     "liblz4-1", "liblzma5", "libzstd1", "libudev1", "libdevmapper1.02.1", "libaio1", "libjson-c5",
     "liburcu8", "libedit2", "libbsd0", "libmd0", "libtinfo6", "libext2fs2",
     "libcom-err2", "libss2", "libuuid1", "libsmartcols1", "zlib1g", "libcrypt1", "libcap-ng0",
+    "libgcc-s1",
 )
+#: libraries loaded with dlopen(), which `ldd` cannot see: glibc's pthread_cancel needs libgcc_s
+#: (multipathd cancels its threads on shutdown and aborts without it)
+DLOPENED = ("lib/x86_64-linux-gnu/libgcc_s.so.1",)
 #: executables copied into /sbin of the guest (path inside the unpacked packages)
 TOOLS = (
     "sbin/iscsiadm", "sbin/iscsid", "sbin/multipath", "sbin/multipathd", "sbin/mke2fs",
@@ -303,7 +307,8 @@ def _build(work: Path, names: list[str], versions: dict[str, str]) -> None:
     plugins = sorted((tree / "lib/multipath").glob("*.so"))  # checkers and prioritizers, dlopen()ed
     for p in plugins:
         cpio.file(f"lib/multipath/{p.name}", p.read_bytes())
-    for lib in sorted(_libraries(tree, binaries + plugins)):
+    dlopened = [tree / lib for lib in DLOPENED]
+    for lib in sorted(_libraries(tree, binaries + plugins + dlopened) | set(dlopened)):
         # stored under the soname the loader looks for, with the bytes of the file it points to
         cpio.file(str(lib.relative_to(tree)), lib.resolve().read_bytes(), 0o755)
     order = _module_order(tree / "lib/modules" / kver)

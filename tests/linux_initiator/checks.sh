@@ -22,6 +22,10 @@ say() { echo "$*"; }
 # check NAME SECONDS FUNCTION [ARGS]: run c_FUNCTION in a child under `timeout`, print its line
 check() {
     name=$1; limit=$2; fn=$3; shift 3
+    if [ -s $S/failed ]; then  # a scenario stops at its first failure (each check needs the last)
+        echo "CHECK $name FAIL not run: $(head -n 1 $S/failed) failed 0.0"
+        return
+    fi
     t0=$(now)
     timeout -s KILL "$limit" /bin/sh /checks.sh "$fn" "$@" > /tmp/check.out 2>&1
     rc=$?
@@ -111,7 +115,8 @@ sha() { sha256sum | cut -c1-64; }
 
 c_iscsid() {
     write_iscsi_config
-    iscsid || fail "iscsid did not start"
+    # in the foreground, its log kept for the report (session recovery lines)
+    setsid iscsid -f > /tmp/iscsid.log 2>&1 < /dev/null &
     for _ in $(seq 1 100); do
         iscsiadm -m session > /dev/null 2>&1; rc=$?
         # 21: no active sessions, i.e. iscsid answered
@@ -318,10 +323,12 @@ c_restart_under_dd() {
         usleep 50000
     done
     kill -0 $pid 2> /dev/null || { umount /mnt; fail "dd finished before the target was stopped"; }
+    errs=$(dmesg | grep -c "detected conn error")
     echo "SYNC $1 $(stat -c %s $f)" > /dev/console
     t0=$(now)
     wait $pid || { cat /tmp/dd.err; umount /mnt; fail "dd saw an I/O error"; }
     t1=$(now)
+    [ "$(dmesg | grep -c "detected conn error")" -gt "$errs" ] || { umount /mnt; fail "dd finished, the connection never dropped"; }
     sync
     echo 3 > /proc/sys/vm/drop_caches
     [ "$(sha < $f)" = "$(cat $S/src.sha)" ] || { umount /mnt; fail "the file written across the restart differs"; }
@@ -336,11 +343,23 @@ c_login_both() {
     node "$IQN_NONE" "$PORTAL_A" && node "$IQN_NONE" "$PORTAL_B" || fail "node records"
     a=$(login "$IQN_NONE" "$PORTAL_A") || fail "$a"
     b=$(login "$IQN_NONE" "$PORTAL_B") || fail "$b"
-    echo "$a" > $S/path_a; echo "$b" > $S/path_b
+    echo "$a" > $S/path_A; echo "$b" > $S/path_B
     echo "path A $a via $PORTAL_A, path B $b via $PORTAL_B"
 }
 
+# udev_record sdX: the udev database entry udevd's 60-persistent-storage rules (scsi_id) would
+# write for a path: ID_SERIAL is "3" (designator type NAA) + the NAA from VPD page 0x83, as the
+# kernel shows it in `wwid`. The guest runs no udevd; multipath reads paths' WWIDs from this.
+udev_record() {
+    w=$(sed -n 's/^naa\.//p' /sys/block/$1/device/wwid)
+    [ -n "$w" ] || return 1
+    mkdir -p /run/udev/data
+    printf 'E:ID_SERIAL=3%s\nE:ID_WWN=0x%s\nE:ID_BUS=scsi\nE:ID_TYPE=disk\nE:DEVTYPE=disk\n' "$w" "$(echo $w | cut -c1-16)" \
+        > /run/udev/data/b$(cat /sys/block/$1/dev)
+}
+
 c_multipath_up() {
+    udev_record "$(cat $S/path_A)" && udev_record "$(cat $S/path_B)" || fail "no NAA in the paths' VPD page 0x83"
     cat > /etc/multipath.conf <<EOF
 defaults {
     user_friendly_names no
@@ -355,14 +374,14 @@ defaults {
 }
 EOF
     export DM_DISABLE_UDEV=1
-    multipathd -s > /tmp/multipathd.log 2>&1 || fail "multipathd did not start"
+    setsid multipathd -d -s -v3 > /tmp/multipathd.log 2>&1 < /dev/null &
     for _ in $(seq 1 100); do
         [ -b "/dev/mapper/3$NAA" ] && break
         multipath > /dev/null 2>&1
         usleep 200000
     done
-    [ -b "/dev/mapper/3$NAA" ] || { multipath -v3 2>&1 | tail -n 30; fail "no multipath device 3$NAA"; }
-    wait_paths 2 || fail "not two active paths: $(multipath -ll)"
+    [ -b "/dev/mapper/3$NAA" ] || { tail -n 40 /tmp/multipathd.log; multipath -v3 2>&1 | tail -n 30; fail "no multipath device 3$NAA"; }
+    wait_paths 2 || { tail -n 40 /tmp/multipathd.log; fail "not two active paths: $(multipath -ll)"; }
     multipath -ll > $S/mpll
     cat $S/mpll | tr '\n' ' '
 }
@@ -377,7 +396,7 @@ path_state() {  # path_state sdX: "active ready" / "failed faulty" ... as multip
 }
 
 wait_paths() {
-    for _ in $(seq 1 300); do [ "$(active_paths)" = "$1" ] && return 0; usleep 100000; done
+    for _ in $(seq 1 150); do [ "$(active_paths)" = "$1" ] && return 0; usleep 200000; done
     return 1
 }
 
@@ -502,6 +521,9 @@ if [ "$1" = scenario ]; then
     "scenario_$SCENARIO"
     echo "SCENARIO $SCENARIO end $(awk "BEGIN{printf \"%.1f\", $(now)-$t0}") failed=$(cat $S/failed 2> /dev/null | tr '\n' ',')"
     dump_dmesg
+    sed 's/^/ISCSID /' /tmp/iscsid.log
+    [ -f /tmp/multipathd.log ] && grep -iE 'path|remove|add|fail|reinstat|checker|error' /tmp/multipathd.log |
+        grep -v 'path_checker\|polling' | tail -n 200 | sed 's/^/MULTIPATHD /' 
 elif [ -n "$1" ]; then
     fn=$1; shift
     "c_$fn" "$@"

@@ -87,6 +87,8 @@ class Boot:
     lines: list[str] = field(default_factory=list)
     checks: dict[str, Check] = field(default_factory=dict)
     dmesg: list[str] = field(default_factory=list)
+    #: the guest daemons' logs the scenario dumps at its end (`ISCSID ...`, `MULTIPATHD ...`)
+    daemon_log: list[str] = field(default_factory=list)
     booted_at: float | None = None
     ended_at: float | None = None
     _changed: trio.Event = field(default_factory=trio.Event)
@@ -119,6 +121,8 @@ class Boot:
             self.ended_at = time.monotonic()
         elif line.startswith("DMESG "):
             self.dmesg.append(line[len("DMESG "):])
+        elif line.startswith(("ISCSID ", "MULTIPATHD ")):
+            self.daemon_log.append(line)
         check = parse_check(line)
         if check is not None:
             self.checks[check.name] = check
@@ -133,6 +137,10 @@ class Boot:
                 for line in self.lines[seen:]:
                     if line.startswith(prefix):
                         return line
+                    check = parse_check(line)
+                    if check is not None and not check.passed:
+                        raise AssertionError(f"check {check.name} failed while waiting for {prefix!r}; "
+                                             f"console:\n{self.console()}")
                 seen = len(self.lines)
                 if self._closed:
                     break

@@ -75,6 +75,8 @@ def report(name: str, b: Boot, t0: float) -> None:
         print(f"CHECK {c.name:40} {'PASS' if c.passed else 'FAIL'} {c.seconds:6.1f} s  {c.detail}")
     for line in b.dmesg:
         print(f"  dmesg: {line}")
+    for line in b.daemon_log:
+        print(f"  {line}")
     failed = [c for c in b.checks.values() if not c.passed]
     assert not failed, f"guest checks failed: {failed}\nconsole:\n{b.console()}"
 
