@@ -4,7 +4,8 @@ per-boot scenario, read its serial console line by line, and collect its `CHECK`
 Network: QEMU user networking with `restrict=on` (no route out of the guest) and one `guestfwd`
 rule per portal: a guest connection to 10.0.2.100:3260 (10.0.2.101:3260, ...) runs the static
 busybox's `nc 127.0.0.1 <port>` on the host, a relay per connection, so every login and every
-reconnect of the kernel initiator reaches the target under test, and nothing else.
+reconnect of the kernel initiator reaches the target under test, and nothing else. When the target
+is down, the relay exits and the guest sees its connection closed right after it opened.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ GUEST_ISCSI_PORT = 3260
 GUEST_MEMORY_MB = 512
 #: seconds from QEMU's start to the guest's first line: a TCG boot takes ~5-15 s here
 BOOT_TIMEOUT_S = 120.0
+#: seconds a guest whose check failed may take to print its dmesg and power off
+DRAIN_TIMEOUT_S = 60.0
 #: characters of console output kept for the failure message
-CONSOLE_TAIL_CHARS = 20000
+CONSOLE_TAIL_CHARS = 60000
 
 
 def need_guest() -> Guest:
@@ -130,22 +133,30 @@ class Boot:
         self._changed = trio.Event()
 
     async def expect(self, prefix: str, timeout: float) -> str:
-        """The first console line starting with `prefix` (searching lines already read too)."""
+        """The first console line starting with `prefix` (searching lines already read too). A
+        failed check ends the wait: the guest then skips its other checks, prints its dmesg and
+        powers off, which is waited for (up to DRAIN_TIMEOUT_S) so that the failure shows it."""
         seen = 0
+        failed: Check | None = None
         with trio.move_on_after(timeout) as scope:
-            while True:
+            while failed is None:
                 for line in self.lines[seen:]:
                     if line.startswith(prefix):
                         return line
                     check = parse_check(line)
                     if check is not None and not check.passed:
-                        raise AssertionError(f"check {check.name} failed while waiting for {prefix!r}; "
-                                             f"console:\n{self.console()}")
+                        failed = check
                 seen = len(self.lines)
-                if self._closed:
+                if self._closed or failed is not None:
                     break
                 await self._changed.wait()
-        why = "timed out" if scope.cancelled_caught else "the guest stopped"
+        if failed is not None:
+            with trio.move_on_after(DRAIN_TIMEOUT_S):
+                while not self._closed:
+                    await self._changed.wait()
+            why = f"check {failed.name} failed"
+        else:
+            why = "timed out" if scope.cancelled_caught else "the guest stopped"
         raise AssertionError(f"{why} waiting for {prefix!r}; console:\n{self.console()}")
 
     async def finished(self, timeout: float) -> None:
@@ -169,7 +180,10 @@ async def boot(guest: Guest, tmp: Path, env: dict[str, str], forwards: list[int]
     initrd.write_bytes(base + b"\0" * (-len(base) % 4) + scenario_cpio(env))
     net = "user,id=n0,restrict=on,ipv6=off"
     for addr, port in zip(GUEST_PORTALS, forwards, strict=False):
-        net += f",guestfwd=tcp:{addr}:{GUEST_ISCSI_PORT}-cmd:{guest.busybox} nc 127.0.0.1 {port}"
+        # the relay's stdin, stdout *and stderr* are the guest's connection: nc's "can't connect"
+        # (target down or portal deleted) must not reach the initiator as if it were a PDU
+        relay = f"{guest.busybox} sh -c 'exec {guest.busybox} nc 127.0.0.1 {port} 2>/dev/null'"
+        net += f",guestfwd=tcp:{addr}:{GUEST_ISCSI_PORT}-cmd:{relay}"
     argv = [QEMU, "-accel", "tcg", "-m", str(GUEST_MEMORY_MB), "-smp", "1", "-nodefaults",
             "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
             "-kernel", str(guest.kernel), "-initrd", str(initrd),

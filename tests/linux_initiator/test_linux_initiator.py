@@ -200,11 +200,19 @@ async def test_restart_under_write(guest: Guest, tmp_path: Path, nursery: trio.N
     expect_checks(b, ["iscsid", "login-none", "source-data", "mkfs-ext4", "restart-sigterm-under-dd",
                       "restart-sigkill-under-dd", "fs-remount-verify"])
     assert server.problems == []
+    # each stop shows as the connection closing (1020), and nothing else went wrong
+    assert len([line for line in b.dmesg if "detected conn error (1020)" in line]) <= 2
+    assert unexplained_dmesg(b, allowed=("detected conn error (1020)",)) == []
 
 
 # ---- scenario 3: dm-multipath over two portals, each deleted and restored live ---------------------
 
 
+@pytest.mark.xfail(reason=(
+    "intermittent: open-iscsi 2.1.8 on Linux 6.1 sometimes never recovers a session after the "
+    "target's Async Message 'logout requested' (sent when a portal is deleted): iscsid logs 'can't set operational parameter "
+    "15 ... -107', then 'can't bind conn 1:0 to session 1, retcode -107' on every retry, also after "
+    "the portal is back; see docs/linux-initiator.md"), strict=False)
 async def test_multipath_portal_delete_and_restore(guest: Guest, tmp_path: Path, nursery: trio.Nursery) -> None:
     t0 = time.monotonic()
     options, api = await start_site(nursery, tmp_path / "data")
@@ -226,6 +234,10 @@ async def test_multipath_portal_delete_and_restore(guest: Guest, tmp_path: Path,
             await add_group(api, target, portals[i], acl)
         await b.finished(SCENARIO_TIMEOUT_S)
     report("multipath", b, t0)
+    # a deleted portal fails its path: the connection closes, recovery times out after
+    # REPLACEMENT_TIMEOUT, the I/O in flight on that path fails and dm-multipath retries it
+    assert unexplained_dmesg(b, allowed=("detected conn error (1020)", "I/O error, dev sd",
+                                         "rejecting I/O to offline device")) == []
     expect_checks(b, ["iscsid", "discovery", "login-two-portals", "multipath-two-paths", "source-data",
                       "mp-writer-started", "mp-portal-a-deleted-and-restored",
                       "mp-portal-b-deleted-and-restored", "mp-data-verify"])
