@@ -210,9 +210,9 @@ async def test_restart_under_write(guest: Guest, tmp_path: Path, nursery: trio.N
 
 @pytest.mark.xfail(reason=(
     "intermittent: open-iscsi 2.1.8 on Linux 6.1 sometimes never recovers a session after the "
-    "target's Async Message 'logout requested' (sent when a portal is deleted): iscsid logs 'can't set operational parameter "
-    "15 ... -107', then 'can't bind conn 1:0 to session 1, retcode -107' on every retry, also after "
-    "the portal is back; see docs/linux-initiator.md"), strict=False)
+    "target's Async Message 'logout requested' (sent when a portal is deleted): iscsid logs "
+    "'can't set operational parameter 15 ... -107', then 'can't bind conn 1:0 to session 1, "
+    "retcode -107' on every retry, also after the portal is back; see docs/linux-initiator.md"), strict=False)
 async def test_multipath_portal_delete_and_restore(guest: Guest, tmp_path: Path, nursery: trio.Nursery) -> None:
     t0 = time.monotonic()
     options, api = await start_site(nursery, tmp_path / "data")
