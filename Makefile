@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test setup system-deps lint unit conformance clean
+.PHONY: run test setup system-deps lint unit conformance clean guest test-linux-initiator
 
 # ---- set-up ------------------------------------------------------------------------------------
 $(STAMP): pyproject.toml
@@ -23,12 +23,14 @@ apt-python:
 	./scripts/apt-install python3-venv python3-pip
 
 # Debian packages the tests drive: libiscsi's command-line tools (iscsi-ls, iscsi-inq, iscsi-test-cu),
-# open-isns's server and client (isnsd, isnsadm) for the iSNS registration tests, and systemd's
-# systemd-analyze (verifies contrib/pyscsi-target.service).
+# open-isns's server and client (isnsd, isnsadm) for the iSNS registration tests, systemd's
+# systemd-analyze (verifies contrib/pyscsi-target.service), and QEMU for the Linux-initiator guest
+# (tests/linux_initiator, issue #16; TCG, no KVM needed).
 system-deps:
 	@command -v iscsi-test-cu >/dev/null && command -v iscsi-ls >/dev/null || ./scripts/apt-install libiscsi-bin
 	@test -x /usr/sbin/isnsd && test -x /usr/sbin/isnsadm || ./scripts/apt-install open-isns-server open-isns-utils
 	@command -v systemd-analyze >/dev/null || ./scripts/apt-install systemd
+	@command -v qemu-system-x86_64 >/dev/null || ./scripts/apt-install qemu-system-x86
 
 # ---- the two commands --------------------------------------------------------------------------
 run: setup
@@ -45,6 +47,15 @@ lint: setup
 
 unit: setup
 	./scripts/pytest-ok $(PY) -m pytest -q tests/unit $(ARGS)
+
+# The guest of the Linux-initiator tests: a Debian kernel and an initramfs with open-iscsi and
+# multipath-tools, built from `apt-get download`ed packages, cached in ~/.cache/pyscsi-target/guest.
+guest: setup system-deps
+	$(PY) -m tests.linux_initiator.build
+
+# Only the Linux-initiator tests (3 QEMU boots, a few minutes on 2 cores); -s shows the checks.
+test-linux-initiator: setup system-deps guest
+	./scripts/pytest-ok $(PY) -m pytest -q -s -m linux_initiator tests/linux_initiator $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
