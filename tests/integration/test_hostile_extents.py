@@ -34,6 +34,7 @@ MIB = 1 << 20
 
 
 def options(root: Path, *, device_root: Path | None = None, allow_file_devices: bool = False) -> ServerOptions:
+    (root / "dev").mkdir(exist_ok=True)  # serve refuses a device root that does not exist
     return ServerOptions(data_dir=root / "data", api=f"127.0.0.1:{free_port()}",
                          device_root=device_root or root / "dev", allow_file_devices=allow_file_devices)
 
