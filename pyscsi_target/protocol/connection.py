@@ -106,6 +106,9 @@ class Connection:
         self.tsih = 0
         self.isid = 0
         self.cid = 0
+        #: Status-Class/Detail of the Login reject sent, if any (the server's slow-down counts
+        #: authentication failures only: issue #10)
+        self.login_status: tuple[int, int] | None = None
         #: statistics: commands answered, Data-In bytes sent, write data bytes received
         self.commands = 0
         self.read_bytes = 0
@@ -386,6 +389,7 @@ class Connection:
         log.warning("login failed: initiator %s at %s, target %s: status 0x%02x%02x (%s)",
                     machine.initiator_name or "(unknown)", self.peer or "(unknown)",
                     machine.target_name or "(none)", status[0], status[1], reason)
+        self.login_status = status
         self._status_pdu(machine.failure_response(itt, status))
         self._close(f"login failed: {reason}", error=True)
 
