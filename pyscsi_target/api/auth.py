@@ -19,7 +19,9 @@ Slowing punishes the guesser, not its neighbours:
   `MAX_WAITING_PER_ADDRESS` requests wait at once per address; more are answered 429 with
   `Retry-After` unchecked, which bounds a parallel guesser to that many guesses per delay.
 - A success never erases failures; they age out of the window. Addresses tracked are bounded
-  (`MAX_TRACKED`, least recently failing forgotten first) and so is each one's record.
+  (`MAX_TRACKED`, least recently failing forgotten first) and so is each one's record. An
+  "address" is an IPv4 address or an IPv6 /64 (`IPV6_PREFIX_LENGTH`), as for iSCSI logins
+  (server/admission.py): one IPv6 host holds a whole /64 and could step through it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import ipaddress
 import math
 import os
 import secrets
@@ -57,9 +60,25 @@ MAX_WAITING_PER_ADDRESS = 4
 MAX_FAILURES_TRACKED = 16
 #: Addresses tracked at once; the least recently failing are forgotten first (bounded memory).
 MAX_TRACKED = 10_000
+#: Bits of an IPv6 address that name one client: the /64 one host is usually given (RFC 4291
+#: §2.5.4, RFC 7421), as server/admission.py counts iSCSI sources.
+IPV6_PREFIX_LENGTH = 64
 #: Length of a generated password, in bytes of randomness (base64url: 32 characters).
 GENERATED_PASSWORD_BYTES = 24
 PASSWORD_FILE_NAME = "api-password"
+
+
+def client_key(address: str) -> str:
+    """What the guard counts per: an IPv4 address, or an IPv6 address's /64."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX_LENGTH), strict=False))
+    return str(ip)
 
 
 @dataclass(slots=True)
@@ -130,6 +149,7 @@ class AuthGuard:
         if creds is None or not creds[0]:
             return Judgement(401)  # nothing to guess, nothing recorded
         _, password_ok, digest = creds
+        address = client_key(address)
         now = self.clock()
         record = self._records.get(address)
         if record is not None:
@@ -157,13 +177,13 @@ class AuthGuard:
         return record
 
     def done_waiting(self, address: str) -> None:
-        record = self._records.get(address)
+        record = self._records.get(client_key(address))
         if record is not None and record.waiting:
             record.waiting -= 1
 
     def failures(self, address: str) -> int:
         """Distinct wrong passwords counted for `address` now (for tests and statistics)."""
-        record = self._records.get(address)
+        record = self._records.get(client_key(address))
         if record is None:
             return 0
         record.prune(self.clock())

@@ -136,6 +136,16 @@ async def test_waiting_requests_per_address_are_bounded(api: Api, autojump_clock
     assert await _timed(api, AUTH, scope_base=ELSEWHERE) == (200, 0)
 
 
+async def test_an_ipv6_client_cannot_step_through_its_64(api: Api, autojump_clock: trio.testing.MockClock) -> None:
+    for i in range(auth.MAX_FAILURES):
+        await _raw(api, "GET", f"{P}/target/", basic("root", f"guess{i}"),
+                   scope_base={"client": (f"2001:db8::{i + 1:x}", 4000)})
+    assert await _timed(api, AUTH, scope_base={"client": ("2001:db8::ffff", 4000)}) == (
+        200, auth.FIRST_DELAY_SECONDS)
+    assert await _timed(api, AUTH, scope_base={"client": ("2001:db8:0:1::1", 4000)}) == (200, 0)  # another /64
+    assert auth.client_key("::ffff:10.0.0.1") == "10.0.0.1"
+
+
 async def test_tracked_addresses_are_bounded(api: Api) -> None:
     guard = api.app.extensions["pyscsi_target"].guard
     guard.clock = Clock()
