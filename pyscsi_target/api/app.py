@@ -1,16 +1,18 @@
 """The Quart-Trio application: blueprints, authentication, trailing slashes and error bodies.
 
 `create_app` is what server/ serves with hypercorn in the target's own trio loop. Every request is
-authenticated first (401/429, api/auth.py), so nothing, not even a 404, answers a stranger. Then a
-GET or HEAD without its trailing slash is redirected (301) to the slashed URL, and other methods are
-served directly (spec Part B §B.1.5). Every error leaves as one of the documented bodies; an
-unexpected exception is logged and answered 500 without details.
+authenticated first (401; late answers or 429 where root's password is being guessed, api/auth.py),
+so nothing, not even a 404, answers a stranger. Then a GET or HEAD without its trailing slash is
+redirected (301) to the slashed URL, and other methods are served directly (spec Part B §B.1.5).
+Every error leaves as one of the documented bodies; an unexpected exception is logged and answered
+500 without details.
 """
 
 from __future__ import annotations
 
 import logging
 
+import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -31,16 +33,17 @@ log = logging.getLogger(__name__)
 async def _authenticate() -> Response | None:
     guard = api_state().guard
     address = request.remote_addr or "unknown"
-    wait = guard.retry_after(address)
-    if wait is not None:
+    judgement = guard.judge(address, request.headers.get("Authorization"))
+    if judgement.status == 429:
         message = "Too many failed logins from this address; try again later."
-        return error_response(429, message, {"Retry-After": str(wait)})
-    verdict = guard.verdict(request.headers.get("Authorization"))
-    if verdict:
-        guard.succeeded(address)
+        return error_response(429, message, {"Retry-After": str(judgement.retry_after)})
+    if judgement.wait:  # root's password is being guessed from this address (api/auth.py)
+        try:
+            await trio.sleep(judgement.wait)
+        finally:
+            guard.done_waiting(address)
+    if judgement.status is None:
         return None
-    if verdict is False:
-        guard.failed(address)
     return empty_response(401, {"WWW-Authenticate": f'Basic realm="{REALM}"'})
 
 

@@ -24,6 +24,7 @@ import stat
 from dataclasses import dataclass
 
 from .config import EXTENT_DISK, EXTENT_FILE, EXTENT_ZVOL, Config, Extent
+from .text import text_problem
 
 Errors = dict[str, list[str]]
 
@@ -265,8 +266,12 @@ def _check_identity(cfg: Config, ext: Extent) -> Errors:
     errors: Errors = {}
     if '"' in ext.name:
         errors[F_NAME] = [MSG_QUOTES]
+    elif text_problem(ext.name):  # issue #10: names reach logs and iscsi-ls (model/text.py)
+        errors[F_NAME] = [MSG_CONTROL]
     elif any(o.id != ext.id and o.name == ext.name for o in cfg.extents.values()):
         errors[F_NAME] = ["Extent name must be unique."]
+    if text_problem(ext.comment):
+        errors["iscsi_target_extent_comment"] = [MSG_CONTROL]
     if not ext.serial:
         ext.serial = new_serial(cfg)
     elif '"' in ext.serial:

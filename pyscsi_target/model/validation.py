@@ -38,6 +38,7 @@ from .config import (
     TargetGroup,
 )
 from .edits import LUN_AUTO, LUN_MAX, LUN_MIN, lowest_free_lun, next_tag
+from .text import LIST_SEPARATORS, text_problem, unsafe_char
 
 Errors = dict[str, list[str]]
 
@@ -45,6 +46,8 @@ Errors = dict[str, list[str]]
 DEFAULT_DEVICE_ROOT = "/dev"
 #: iSCSI names are at most 223 bytes (RFC 3720 §3.2.6.1).
 ISCSI_NAME_MAX_BYTES = 223
+#: CHAP user names travel as CHAP_N values: at most 255 bytes of UTF-8 (RFC 7143 §6.1).
+CHAP_NAME_MAX_BYTES = 255
 #: CHAP secret length in characters: Microsoft's initiator needs 12..16 (spec Part B §B.2.8).
 SECRET_MIN = 12
 SECRET_MAX = 16
@@ -83,7 +86,7 @@ class ValidationContext:
 
 def valid_iscsi_name(name: str) -> bool:
     """An RFC 3720 §3.2.6.3 name (already lower-cased) of at most 223 bytes."""
-    if len(name.encode()) > ISCSI_NAME_MAX_BYTES or extents.has_control(name) or " " in name:
+    if len(name.encode()) > ISCSI_NAME_MAX_BYTES or unsafe_char(name) is not None or " " in name:
         return False
     return any(rx.fullmatch(name) for rx in (_IQN_RE, _EUI_RE, _NAA_RE))
 
@@ -108,6 +111,10 @@ def check_global(cfg: Config, _obj: Any, _ctx: ValidationContext) -> Errors:
             problem = _iqn_problem(cfg, target)
             if problem:
                 _add(errors, "iscsi_basename", f'Target "{target.name}": {problem}')
+    problem = text_problem(gc.isns_servers, LIST_SEPARATORS)
+    if problem:
+        _add(errors, "iscsi_isns_servers", problem)
+        return errors
     try:
         gc.isns_servers = normalise_isns_servers(gc.isns_servers)
     except AddressError as exc:
@@ -136,8 +143,9 @@ def _alias_problem(cfg: Config, target: Target) -> str | None:
         return None
     if '"' in alias:
         return extents.MSG_QUOTES
-    if extents.has_control(alias):
-        return extents.MSG_CONTROL
+    problem = text_problem(alias)
+    if problem:
+        return problem
     if alias.lower() == "target":
         return "target is a reserved word, please choose a different name for this alias."
     if any(o.id != target.id and o.alias == alias for o in cfg.targets.values()):
@@ -197,6 +205,9 @@ def check_targetgroup(cfg: Config, group: TargetGroup, _ctx: ValidationContext) 
         _add(errors, "iscsi_target_portalgroup", MSG_CHOICE_FK)
     if group.initiatorgroup is not None and group.initiatorgroup not in cfg.initiators:
         _add(errors, "iscsi_target_initiatorgroup", MSG_CHOICE_FK)
+    problem = text_problem(group.initialdigest)
+    if problem:
+        _add(errors, "iscsi_target_initialdigest", problem)
     if group.authgroup == -1:  # FreeNAS's "no group" on input
         group.authgroup = None
     required = "Authentication group is required for CHAP and CHAP Mutual"
@@ -240,8 +251,9 @@ def check_mapping(cfg: Config, mapping: LunMapping, _ctx: ValidationContext) -> 
 
 
 def _secret_problem(secret: str, label: str) -> str | None:
-    if extents.has_control(secret):
-        return extents.MSG_CONTROL
+    problem = text_problem(secret)
+    if problem:
+        return problem
     if not SECRET_MIN <= len(secret) <= SECRET_MAX:
         return f"{label} must be between {SECRET_MIN} and {SECRET_MAX} characters."
     return None
@@ -250,8 +262,15 @@ def _secret_problem(secret: str, label: str) -> str | None:
 def check_auth(cfg: Config, cred: AuthCredential, _ctx: ValidationContext) -> Errors:
     errors: Errors = {}
     for field, value in (("user", cred.user), ("peeruser", cred.peeruser)):
-        if extents.has_control(value):
-            _add(errors, "iscsi_target_auth_" + field, extents.MSG_CONTROL)
+        problem = text_problem(value)
+        if problem is None and len(value.encode()) > CHAP_NAME_MAX_BYTES:
+            problem = f"At most {CHAP_NAME_MAX_BYTES} bytes of UTF-8 (an iSCSI text value, RFC 7143 §6.1)."
+        if problem:
+            _add(errors, "iscsi_target_auth_" + field, problem)
+    if any(o.id != cred.id and o.tag == cred.tag and o.user == cred.user for o in cfg.auths.values()):
+        # issue #10: two secrets for one user would both log in; one secret twice is a copy that
+        # a later edit turns into that. Users compare exactly, as CHAP_N does (protocol/chap.py).
+        _add(errors, "iscsi_target_auth_user", f"This user already has a credential in auth group {cred.tag}.")
     problem = _secret_problem(cred.secret, "Secret")
     if problem:
         _add(errors, "iscsi_target_auth_secret", problem)
@@ -293,10 +312,21 @@ def check_initiator(cfg: Config, group: InitiatorGroup, _ctx: ValidationContext)
     errors: Errors = {}
     if group.tag <= 0:  # a new group: FreeNAS numbering (spec Part A §2.3)
         group.tag = next_tag([g for g in cfg.initiators.values() if g.id != group.id])
-    try:
-        group.initiators = _normalise_initiators(group.initiators)
-    except ValueError as exc:
-        _add(errors, "iscsi_target_initiator_initiators", str(exc))
+    problem = text_problem(group.comment)
+    if problem:
+        _add(errors, "iscsi_target_initiator_comment", problem)
+    problem = text_problem(group.initiators, LIST_SEPARATORS)
+    if problem:
+        _add(errors, "iscsi_target_initiator_initiators", problem)
+    else:
+        try:
+            group.initiators = _normalise_initiators(group.initiators)
+        except ValueError as exc:
+            _add(errors, "iscsi_target_initiator_initiators", str(exc))
+    problem = text_problem(group.auth_network, LIST_SEPARATORS)
+    if problem:
+        _add(errors, "iscsi_target_initiator_auth_network", problem)
+        return errors
     try:
         group.auth_network = normalise_networks(group.auth_network)
     except AddressError as exc:
@@ -311,6 +341,9 @@ def check_portal(cfg: Config, portal: Portal, _ctx: ValidationContext) -> Errors
     errors: Errors = {}
     if portal.tag <= 0:  # a new portal: FreeNAS numbering (spec Part A §2.8)
         portal.tag = next_tag([p for p in cfg.portals.values() if p.id != portal.id])
+    problem = text_problem(portal.comment)
+    if problem:
+        _add(errors, "iscsi_target_portal_comment", problem)
     if not portal.ips:
         _add(errors, "iscsi_target_portal_ips", "At least one listen entry is required.")
     taken = [(a.host, a.port) for p in cfg.portals.values() if p.id != portal.id for a in p.ips]

@@ -104,6 +104,9 @@ class Connection:
         self.tsih = 0
         self.isid = 0
         self.cid = 0
+        #: Status-Class/Detail of the Login reject sent, if any (the server's slow-down counts
+        #: authentication failures only: issue #10)
+        self.login_status: tuple[int, int] | None = None
         self._ffp = FullFeatureHandler(s, self.send_scsi_response)
 
     # ---- the h11-style interface ---------------------------------------------------------------
@@ -388,6 +391,7 @@ class Connection:
         log.warning("login failed: initiator %s at %s, target %s: status 0x%02x%02x (%s)",
                     machine.initiator_name or "(unknown)", self.peer or "(unknown)",
                     machine.target_name or "(none)", status[0], status[1], reason)
+        self.login_status = status
         self._s.status_pdu(machine.failure_response(itt, status))
         self._close(f"login failed: {reason}", error=True)
 

@@ -15,6 +15,7 @@ the targets a login would not refuse with either of those.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,8 @@ from .sendtargets import target_addresses
 
 if TYPE_CHECKING:
     from .sessions import SessionRegistry
+
+log = logging.getLogger("pyscsi_target.login")
 
 # RFC 7143 §11.13.5 status classes/details used here
 NOT_FOUND = LoginRefused(2, 0x03, "target not found")
@@ -60,7 +63,22 @@ def initiator_allowed(group: InitiatorGroup | None, initiator_name: str, peer_ip
 
 
 def chap_secrets(cfg: Config, tag: int | None) -> tuple[ChapSecret, ...]:
-    return tuple(ChapSecret(a.user, a.secret, a.peeruser, a.peersecret) for a in cfg.credentials_with_tag(tag))
+    """The credentials of auth group `tag`. A user holding two different credentials in one group
+    (a configuration stored before the API refused that, issue #10) is ambiguous: neither may log
+    in (fail closed), and each login that meets it says so in the log."""
+    creds = [ChapSecret(a.user, a.secret, a.peeruser, a.peersecret) for a in cfg.credentials_with_tag(tag)]
+    variants: dict[str, set[ChapSecret]] = {}
+    for c in creds:
+        variants.setdefault(c.user, set()).add(c)
+    ambiguous = sorted(user for user, found in variants.items() if len(found) > 1)
+    if ambiguous:
+        log.warning("auth group %s: users %s have several different credentials; none of them may log "
+                    "in until the duplicates are deleted", tag, ", ".join(repr(u) for u in ambiguous))
+    out: list[ChapSecret] = []
+    for c in creds:
+        if len(variants[c.user]) == 1 and c not in out:
+            out.append(c)
+    return tuple(out)
 
 
 class PortalAuthority:

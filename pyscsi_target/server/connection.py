@@ -40,6 +40,7 @@ from ..protocol.tmf import closes_connection
 from ..scsi.lu import LogicalUnit
 from ..scsi.types import Nexus, ScsiRequest
 from ..storage import WouldBlock
+from .admission import AUTH_FAILURE_STATUSES, Admission
 from .authority import PortalAuthority
 from .commands import BlockingCommands, Preempted
 from .sessions import SessionRegistry
@@ -84,6 +85,11 @@ class ServiceView(Protocol):
         """The live sessions: TSIH allocation and reinstatement at login, removal at the end."""
         ...
 
+    @property
+    def admission(self) -> Admission:
+        """Login admission: the slow-down of (address, InitiatorName) pairs failing authentication."""
+        ...
+
     def lun_map(self, target_id: int) -> Mapping[int, LogicalUnit]:
         """The LUs of a target by LUN number (changes with each configuration applied)."""
         ...
@@ -118,6 +124,8 @@ class ConnectionHandler:
         self._nursery: trio.Nursery | None = None
         self.end_reason = ""
         self.login_failed = False
+        #: the login slow-down (admission.py) was looked up for this connection's InitiatorName
+        self._slowdown_checked = False
         self._close_after_flush = False
         self._nexus_released = False
         self._last_rx = trio.current_time()
@@ -255,9 +263,36 @@ class ConnectionHandler:
             if self._logout_itt is not None and not closed:
                 closed = await self._logout()
             await self._reinstated_session_ended()
+            if not self._slowdown_checked:
+                await self._slow_down_login()
             await self.flush()
             if closed or n == 0 or self._close_after_flush:
                 return
+
+    async def _slow_down_login(self) -> None:
+        """Issue #10: the answer to the first Login Request of an (address, InitiatorName) whose
+        authentication keeps failing waits (admission.py). The name is known only once that
+        request is parsed, so the wait is here and not at accept; other initiators on the same
+        address, and this one's protocol errors, never make anyone wait."""
+        name = self.conn.login_initiator_name
+        if not name:
+            return
+        self._slowdown_checked = True
+        delay = self.service.admission.login_delay(self.peer_ip, name, trio.current_time())
+        if delay:
+            log.info("login of %s from %s answered after %.1f s: repeated authentication failures",
+                     name, self.peer, delay)
+            await trio.sleep(delay)
+
+    @property
+    def auth_failed(self) -> bool:
+        """The login was refused for its credentials or identity (CHAP 0x0201, ACL 0x0202), the
+        only failures the slow-down counts."""
+        return self.login is None and self.conn.login_status in AUTH_FAILURE_STATUSES
+
+    @property
+    def login_initiator_name(self) -> str:
+        return self.conn.login_initiator_name
 
     async def _reinstated_session_ended(self) -> None:
         """Session reinstatement (RFC 7143 §6.3.5, target-rules.md §5.1): the final login response
@@ -322,6 +357,8 @@ class ConnectionHandler:
             self._on_login = None
         if self._nursery is not None:
             self._nursery.start_soon(self._keepalive)
+        if ev.auth_user is not None:  # passed CHAP: exempt from its address's slow-down
+            self.service.admission.authenticated(self.peer_ip, ev.initiator_name)
         rec = self.service.registry.attach(ev.tsih, self.terminate, self)
         if rec is not None and isinstance(rec.replaces, ConnectionHandler):
             self._reinstated, rec.replaces = rec.replaces, None

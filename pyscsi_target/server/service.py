@@ -457,9 +457,6 @@ class TargetService:
                 self.admission.release(source)
 
         try:
-            delay = self.admission.delay(source, trio.current_time())
-            if delay:
-                await trio.sleep(delay)
             try:
                 handler = ConnectionHandler(self, sock, portal, on_login=release)
             except OSError:
@@ -470,8 +467,8 @@ class TargetService:
                 await handler.run()
             finally:
                 self.handlers.discard(handler)
-                if handler.login_failed:
-                    self.admission.failed(source, trio.current_time())
+                if handler.auth_failed:  # only credentials and identities count (issue #10)
+                    self.admission.auth_failed(source, handler.login_initiator_name, trio.current_time())
         finally:
             release()
 

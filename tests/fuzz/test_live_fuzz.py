@@ -66,10 +66,11 @@ CLOSE_TIMEOUT_S = 10.0
 #: seconds to wait for the healthy session's next verified round
 HEALTHY_TIMEOUT_S = 10.0
 #: growth budget over one test: bytes allocated by pyscsi_target code and still held
-#: (tracemalloc): 2 MiB plus the failure history of every source admission may track (each fuzz
-#: connection comes from a new address, and the table is bounded by MAX_SOURCES_TRACKED); and
-#: anonymous resident memory of the whole process
-TRACED_GROWTH_BYTES = (2 << 20) + admission.MAX_SOURCES_TRACKED * 1024
+#: (tracemalloc): 2 MiB plus the failure history admission may track (each fuzz connection comes
+#: from a new address; its tables of (source, name) pairs, failing sources and trusted pairs are
+#: bounded by MAX_SOURCES_TRACKED and MAX_TRUSTED_PAIRS); and anonymous resident memory of the
+#: whole process
+TRACED_GROWTH_BYTES = (2 << 20) + (2 * admission.MAX_SOURCES_TRACKED + admission.MAX_TRUSTED_PAIRS) * 1024
 RSS_GROWTH_BYTES = 64 << 20
 #: bytes of each answer kept for inspection
 KEPT_ANSWER_BYTES = 1 << 16

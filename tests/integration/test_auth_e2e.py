@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import trio
 
+from pyscsi_target.server import admission
 from pyscsi_target.server.options import ServerOptions
 from pyscsi_target.server.serve import serve
 from pyscsi_target.server.service import TargetService
@@ -337,3 +338,26 @@ async def test_libiscsi_suite_over_chap_matches_no_auth(site: Site, family: str)
     assert baseline.counts["passed"] > 0, baseline.summary()
     for run in (one_way, mutual):
         assert run.results == baseline.results, (run.summary(), run.output[-4000:])
+
+
+
+# ---- the login slow-down punishes the failing initiator only (issue #10) ------------------------
+
+
+async def test_an_initiator_failing_chap_does_not_slow_down_its_neighbour(
+        site: Site, caplog: pytest.LogCaptureFixture) -> None:
+    """libiscsi from one host: one initiator name keeps failing CHAP; it is answered late, and
+    another initiator name from the same address logs in without waiting, with the right secret
+    and after protocol errors of its own (an unknown target)."""
+    caplog.set_level(logging.INFO, logger="pyscsi_target")
+    for _ in range(admission.FAILURES_BEFORE_DELAY + 2):
+        ok, out = await inq(site.url("chap", ALICE, "wrong-secret-00"), initiator=STRANGER_IQN)
+        assert not ok and AUTH_FAILURE in out, out
+        ok, out = await inq(site.url("nothere", ALICE, ALICE_SECRET))
+        assert not ok, out
+    ok, out = await inq(site.url("chap", ALICE, ALICE_SECRET))
+    assert ok, out
+    delayed = re.findall(r"login of (\S+) from 127\.0\.0\.1:\d+ answered after ([0-9.]+) s", login_log(caplog))
+    assert [float(s) for name, s in delayed if name == STRANGER_IQN] == [
+        admission.FIRST_FAILURE_DELAY_S, 2 * admission.FIRST_FAILURE_DELAY_S], delayed
+    assert all(name == STRANGER_IQN for name, _ in delayed), delayed

@@ -443,27 +443,94 @@ async def test_login_timeout(demo: Running, mock_clock: trio.testing.MockClock,
     await c.aclose()
 
 
-async def failing_login(demo: Running, source: str | None = None) -> float:
-    """One login refused with 0x0203; returns the virtual seconds until the target answered."""
-    c = await connect(demo, source)
+async def chap_login(demo: Running, name: str, secret: str, source: str | None = None) -> float:
+    """One CHAP login of `name` with `secret`, to its end (full feature, or the 0x0201 reject);
+    returns the virtual seconds the target took to answer the first Login Request."""
+    c = await connect(demo, source, name=name)
     start = trio.current_time()
-    await expect_reject(c, c.ini.login(first_keys(DEMO_IQN + "-nothere"), itt=ITT), (2, 0x03))
-    return trio.current_time() - start
-
-
-async def test_failing_sources_are_slowed_down(demo: Running, mock_clock: trio.testing.MockClock) -> None:
-    mock_clock.autojump_threshold = 0
-    first = admission.FIRST_FAILURE_DELAY_S
-    delays = [await failing_login(demo) for _ in range(admission.FAILURES_BEFORE_DELAY + 3)]
-    assert delays == [0, 0, 0, first, 2 * first, 4 * first]
-    assert await failing_login(demo, "127.0.0.4") == 0  # only the failing address waits
-    c = await connect(demo)  # a good login from the slowed address waits too, then succeeds
-    start = trio.current_time()
-    await full_login(c)
-    assert trio.current_time() - start == 8 * first
+    ident, challenge = await chap_to_challenge(c)
+    waited = trio.current_time() - start
+    keys = [("CHAP_N", USER), ("CHAP_R", chap_r(ident, secret, challenge))]
+    if secret != SECRET:
+        await expect_reject(c, c.ini.login(keys, csg=0, nsg=1, itt=ITT), (2, 0x01), statsn=2)
+        return waited
+    pdu = await reply(c, c.ini.login(keys, csg=0, nsg=1))
+    assert pdu.final and pdu.nsg == 1
+    pdu = await reply(c, c.ini.login(operational(), csg=1, nsg=3))
+    assert pdu.final and pdu.tsih
     await c.aclose()
+    return waited
+
+
+async def protocol_errors(demo: Running, name: str) -> None:
+    """Connections of `name` that end in protocol errors, never in a credential check (issue #10)."""
+    c = await connect(demo, name=name)  # unknown target
+    await expect_reject(c, c.ini.login(first_keys(DEMO_IQN + "-nothere", name), itt=ITT), (2, 0x03))
+    c = await connect(demo, name=name)  # a SCSI command in the middle of the login
+    await reply(c, c.ini.login(first_keys(DEMO_IQN, name, AuthMethod="CHAP"), csg=0, nsg=1, transit=False))
+    await expect_reject(c, c.ini.scsi_command(bytes(6), itt=ITT), (2, 0x0B), statsn=1)
+    c = await connect(demo, name=name)  # ISID changed during the login
+    await reply(c, c.ini.login(first_keys(DEMO_IQN, name, AuthMethod="CHAP"), csg=0, nsg=1, transit=False))
+    c.ini.isid ^= 1
+    await expect_reject(c, c.ini.login([("CHAP_A", "5")], csg=0, nsg=1, transit=False, itt=ITT), (2, 0x00),
+                        isid=ISID, statsn=1)
+    c = await connect(demo, name=name)  # garbage instead of a PDU
+    await expect_reject(c, bytes(range(48)), (2, 0x0B), isid=0, itt=0x10111213, exp_cmdsn=0)
+    c = await connect(demo, name=name)  # the connection dropped half-way through the login
+    await reply(c, c.ini.login(first_keys(DEMO_IQN, name, AuthMethod="CHAP"), csg=0, nsg=1, transit=False))
+    await c.aclose()
+
+
+async def test_an_initiator_failing_chap_does_not_slow_down_others_or_protocol_errors(
+        demo: Running, mock_clock: trio.testing.MockClock) -> None:
+    """Issue #10: the slow-down is keyed by (address, InitiatorName) and counts credential checks
+    only. One name failing CHAP many times from 127.0.0.1 delays nobody else there, and a name
+    whose connections end in protocol errors, timeouts or drops is never delayed."""
+    mock_clock.autojump_threshold = 0
+    await reconfigure(demo, chap_demo())
+    for _ in range(admission.FAILURES_BEFORE_DELAY + 3):
+        await chap_login(demo, INITIATOR, SECRET + "x")
+        await protocol_errors(demo, OTHER_INITIATOR)
+    c = await connect(demo, name=OTHER_INITIATOR)  # and a login that times out
+    await reply(c, c.ini.login(first_keys(DEMO_IQN, OTHER_INITIATOR, AuthMethod="CHAP"), csg=0, nsg=1,
+                               transit=False))
+    assert await closed(c, timeout=LOGIN_TIMEOUT_S + 5)
+    await c.aclose()
+    assert await chap_login(demo, OTHER_INITIATOR, SECRET) == 0
+    assert await chap_login(demo, "iqn.2026-11.org.example:third", SECRET) == 0
+    assert await chap_login(demo, INITIATOR, SECRET) > 0  # the failing name itself still waits
+
+
+async def test_an_initiator_failing_chap_is_slowed_down(demo: Running, mock_clock: trio.testing.MockClock) -> None:
+    mock_clock.autojump_threshold = 0
+    await reconfigure(demo, chap_demo())
+    first = admission.FIRST_FAILURE_DELAY_S
+    delays = [await chap_login(demo, INITIATOR, SECRET + "x") for _ in range(admission.FAILURES_BEFORE_DELAY + 3)]
+    assert delays == [0, 0, 0, first, 2 * first, 4 * first]
+    assert await chap_login(demo, INITIATOR, SECRET + "x", "127.0.0.4") == 0  # only at the failing address
+    assert await chap_login(demo, INITIATOR.upper(), SECRET) == 8 * first  # a right secret gets in, late
     await trio.sleep(admission.FAILURE_WINDOW_S)  # virtual: the failures age out of the window
-    assert await failing_login(demo) == 0
+    assert await chap_login(demo, INITIATOR, SECRET + "x") == 0
+
+
+async def test_acl_denials_count_and_a_name_guesser_is_slowed_down(
+        demo: Running, mock_clock: trio.testing.MockClock) -> None:
+    """Guessing names that an ACL admits (0x0202) takes a new name per guess: after
+    NAMES_BEFORE_SOURCE_DELAY names the address waits, except for a name that passed CHAP there."""
+    mock_clock.autojump_threshold = 0
+    await reconfigure(demo, chap_demo())
+    assert await chap_login(demo, INITIATOR, SECRET) == 0  # proves a secret: trusted at this address
+    await reconfigure(demo, acl_demo(names=INITIATOR))  # CHAP stays on
+
+    async def denied(name: str) -> float:
+        c = await connect(demo, name=name)
+        start = trio.current_time()
+        await expect_reject(c, c.ini.login(first_keys(name=name), itt=ITT), (2, 0x02))
+        return trio.current_time() - start
+
+    guesses = [await denied(f"{OTHER_INITIATOR}-{i}") for i in range(admission.NAMES_BEFORE_SOURCE_DELAY + 1)]
+    assert guesses == [0] * admission.NAMES_BEFORE_SOURCE_DELAY + [admission.FIRST_FAILURE_DELAY_S]
+    assert await chap_login(demo, INITIATOR, SECRET) == 0  # the trusted name is not delayed
 
 
 # ---- docs/limits.md stays true ---------------------------------------------------------------------

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 
 from pyscsi_target.api import auth, create_app, load_api_password
 
@@ -53,48 +56,106 @@ async def test_without_the_right_credentials_everything_is_401(api: Api, headers
     assert api.control.applied == []
 
 
-async def test_repeated_failures_from_one_address_get_429_then_recover(api: Api) -> None:
-    clock = Clock()
-    api.app.extensions["pyscsi_target"].guard.clock = clock
-    bad = basic("root", "guess")
-    for _ in range(auth.MAX_FAILURES):
-        assert (await _raw(api, "GET", f"{P}/target/", bad)).status_code == 401
-    refused = await _raw(api, "GET", f"{P}/target/", AUTH)  # even the right password waits
-    assert refused.status_code == 429
-    assert int(refused.headers["Retry-After"]) == auth.LOCKOUT_SECONDS
-    assert "error" in await refused.get_json()
-    clock.now += 10
-    assert int((await _raw(api, "GET", f"{P}/target/", bad)).headers["Retry-After"]) == auth.LOCKOUT_SECONDS - 10
-    clock.now += auth.LOCKOUT_SECONDS
-    assert (await _raw(api, "GET", f"{P}/target/", AUTH)).status_code == 200
+ELSEWHERE = {"client": ("10.9.9.9", 4000)}
 
 
-async def test_failures_are_counted_per_address_and_within_a_window(api: Api) -> None:
-    clock = Clock()
-    api.app.extensions["pyscsi_target"].guard.clock = clock
-    bad = basic("root", "guess")
-    for _ in range(auth.MAX_FAILURES - 1):
-        await _raw(api, "GET", f"{P}/target/", bad)
-    other = await _raw(api, "GET", f"{P}/target/", bad, scope_base={"client": ("10.9.9.9", 4000)})
-    assert other.status_code == 401  # another address has its own count
-    clock.now += auth.FAILURE_WINDOW  # the old failures age out
-    assert (await _raw(api, "GET", f"{P}/target/", bad)).status_code == 401
-    assert (await _raw(api, "GET", f"{P}/target/", AUTH)).status_code == 200
+async def _guess(api: Api, n: int, first: int = 0, **kw: object) -> list[int]:
+    """`n` distinct wrong passwords for root; their status codes."""
+    return [(await _raw(api, "GET", f"{P}/target/", basic("root", f"guess{first + i}"), **kw)).status_code
+            for i in range(n)]
 
 
-async def test_missing_credentials_do_not_count_as_failures(api: Api) -> None:
-    for _ in range(auth.MAX_FAILURES * 2):
-        assert (await _raw(api, "GET", f"{P}/target/")).status_code == 401
-    assert (await _raw(api, "GET", f"{P}/target/", AUTH)).status_code == 200
+async def _timed(api: Api, headers: dict[str, str], **kw: object) -> tuple[int, float]:
+    """Status code and virtual seconds of one request (trio's autojump clock)."""
+    start = trio.current_time()
+    response = await _raw(api, "GET", f"{P}/target/", headers, **kw)
+    return response.status_code, trio.current_time() - start
 
 
-async def test_a_success_clears_the_failure_count(api: Api) -> None:
-    bad = basic("root", "guess")
-    for _ in range(auth.MAX_FAILURES - 1):
-        await _raw(api, "GET", f"{P}/target/", bad)
-    assert (await _raw(api, "GET", f"{P}/target/", AUTH)).status_code == 200
-    for _ in range(auth.MAX_FAILURES - 1):
-        assert (await _raw(api, "GET", f"{P}/target/", bad)).status_code == 401
+async def test_a_guesser_of_roots_password_is_slowed_and_the_right_password_still_gets_in(
+        api: Api, autojump_clock: trio.testing.MockClock) -> None:
+    """Issue #10: from MAX_FAILURES distinct wrong passwords on, root's requests from that address
+    are answered late, right or wrong; the right password gets in after a bounded delay."""
+    assert await _guess(api, auth.MAX_FAILURES) == [401] * auth.MAX_FAILURES
+    assert await _timed(api, AUTH) == (200, auth.FIRST_DELAY_SECONDS)
+    assert await _timed(api, basic("root", "guess-a")) == (401, auth.FIRST_DELAY_SECONDS)
+    assert await _timed(api, basic("root", "guess-b")) == (401, 2 * auth.FIRST_DELAY_SECONDS)
+    await _guess(api, 2, first=100)  # 4 s and 8 s: 16 virtual seconds since the first guess
+    assert await _timed(api, AUTH) == (200, auth.MAX_DELAY_SECONDS)  # bounded
+    assert await _timed(api, AUTH, scope_base=ELSEWHERE) == (200, 0)  # another address: at once
+    await trio.sleep(auth.FAILURE_WINDOW)  # the failures age out
+    assert await _timed(api, AUTH) == (200, 0)
+
+
+async def test_wrong_user_names_and_malformed_headers_never_slow_root(
+        api: Api, autojump_clock: trio.testing.MockClock) -> None:
+    """Issue #10: a broken script with another user name or a mangled header gets 401 each time,
+    and root from the same address is neither refused nor delayed; the guard keeps no state."""
+    junk = [{}, {"Authorization": "Basic !!!not-base64!!!"}, {"Authorization": "Basic cm9vdA=="},
+            {"Authorization": "Bearer x"}, basic("admin", PASSWORD), basic("Root", "guess")]
+    for i in range(auth.MAX_FAILURES * 4):
+        headers = junk[i % len(junk)] if i < len(junk) else basic(f"user{i}", f"guess{i}")
+        assert await _timed(api, headers) == (401, 0)
+    assert await _timed(api, AUTH) == (200, 0)
+    assert api.app.extensions["pyscsi_target"].guard._records == {}
+
+
+async def test_a_repeated_stale_password_is_one_failure(api: Api, autojump_clock: trio.testing.MockClock) -> None:
+    """A script retrying one old password tests nothing new: it never throttles root."""
+    for _ in range(auth.MAX_FAILURES * 4):
+        assert await _timed(api, basic("root", "last-years-password")) == (401, 0)
+    assert await _timed(api, AUTH) == (200, 0)
+    guard = api.app.extensions["pyscsi_target"].guard
+    assert [guard.failures(address) for address in guard._records] == [1]
+
+
+async def test_a_success_does_not_erase_the_failures(api: Api, autojump_clock: trio.testing.MockClock) -> None:
+    """A guesser riding on legitimate traffic from its address is slowed all the same."""
+    for i in range(auth.MAX_FAILURES):
+        assert await _timed(api, AUTH) == (200, 0)
+        await _guess(api, 1, first=i)
+    assert await _timed(api, basic("root", "guess-next")) == (401, auth.FIRST_DELAY_SECONDS)
+
+
+async def test_waiting_requests_per_address_are_bounded(api: Api, autojump_clock: trio.testing.MockClock) -> None:
+    """A parallel guesser gets at most MAX_WAITING_PER_ADDRESS guesses per delay; the rest 429."""
+    await _guess(api, auth.MAX_FAILURES)
+    results: list[int] = []
+
+    async def one(i: int) -> None:
+        response = await _raw(api, "GET", f"{P}/target/", basic("root", f"parallel{i}"))
+        results.append(response.status_code)
+        if response.status_code == 429:
+            assert 1 <= int(response.headers["Retry-After"]) <= math.ceil(auth.MAX_DELAY_SECONDS)
+            assert "error" in await response.get_json()
+
+    async with trio.open_nursery() as nursery:
+        for i in range(auth.MAX_WAITING_PER_ADDRESS + 3):
+            nursery.start_soon(one, i)
+    assert sorted(results) == [401] * auth.MAX_WAITING_PER_ADDRESS + [429] * 3
+    assert await _timed(api, AUTH, scope_base=ELSEWHERE) == (200, 0)
+
+
+async def test_an_ipv6_client_cannot_step_through_its_64(api: Api, autojump_clock: trio.testing.MockClock) -> None:
+    for i in range(auth.MAX_FAILURES):
+        await _raw(api, "GET", f"{P}/target/", basic("root", f"guess{i}"),
+                   scope_base={"client": (f"2001:db8::{i + 1:x}", 4000)})
+    assert await _timed(api, AUTH, scope_base={"client": ("2001:db8::ffff", 4000)}) == (
+        200, auth.FIRST_DELAY_SECONDS)
+    assert await _timed(api, AUTH, scope_base={"client": ("2001:db8:0:1::1", 4000)}) == (200, 0)  # another /64
+    assert auth.client_key("::ffff:10.0.0.1") == "10.0.0.1"
+
+
+async def test_tracked_addresses_are_bounded(api: Api) -> None:
+    guard = api.app.extensions["pyscsi_target"].guard
+    guard.clock = Clock()
+    for i in range(auth.MAX_TRACKED + 5):
+        guard.judge(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", basic("root", "x")["Authorization"])
+    assert len(guard._records) == auth.MAX_TRACKED
+    for i in range(auth.MAX_FAILURES_TRACKED * 2):
+        if guard.judge("192.0.2.1", basic("root", f"x{i}")["Authorization"]).wait:
+            guard.done_waiting("192.0.2.1")
+    assert guard.failures("192.0.2.1") == auth.MAX_FAILURES_TRACKED
 
 
 def test_an_empty_password_is_refused() -> None:

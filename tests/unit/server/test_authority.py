@@ -134,6 +134,19 @@ def test_a_dangling_acl_reference_admits_nobody() -> None:
     assert refused(authority().target_policy(f"{BASE}:dangling", ALICE)) == DENIED
 
 
+def test_a_user_with_two_different_credentials_in_a_group_logs_in_with_neither(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Issue #10: a configuration stored before the API refused duplicates fails closed; the same
+    credential stored twice stays one credential."""
+    cfg = config()
+    cfg.auths[4] = AuthCredential(4, 5, "u5", "another-secret")
+    cfg.auths[5] = AuthCredential(5, 5, "u5b", "secret-five-5b")
+    policy = authority(2, cfg=cfg).target_policy(f"{BASE}:chap", BOB)
+    assert policy == AuthPolicy(method="CHAP", credentials=(ChapSecret("u5b", "secret-five-5b"),), tpgt=2)
+    assert "auth group 5: users 'u5' have several different credentials" in caplog.text
+    assert "another-secret" not in caplog.text and "secret-five" not in caplog.text
+
+
 def test_chap_policy_carries_exactly_the_credentials_of_its_tag() -> None:
     policy = authority(2).target_policy(f"{BASE}:chap", BOB)
     assert policy == AuthPolicy(method="CHAP", credentials=(ChapSecret("u5", "secret-five-05"),
