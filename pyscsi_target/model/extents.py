@@ -24,7 +24,7 @@ import stat
 from dataclasses import dataclass
 
 from .config import EXTENT_DISK, EXTENT_FILE, EXTENT_ZVOL, Config, Extent
-from .text import text_problem
+from .text import text_problem, unsafe_char
 
 Errors = dict[str, list[str]]
 
@@ -113,11 +113,12 @@ def kind_problem(mode: int, disk: bool, allow_file_devices: bool, name: str) -> 
 
 
 _SIZE_RE = re.compile(r"\s*([0-9]{1,25})\s*([A-Za-z]{1,2})?\s*")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def has_control(text: str) -> bool:
-    return bool(_CONTROL_RE.search(text))
+    """Whether a path or device name holds a character no configuration value may hold
+    (model.text: C0/C1 controls, DEL, line separators, bidi overrides)."""
+    return unsafe_char(text) is not None
 
 
 def parse_filesize(text: str) -> int:

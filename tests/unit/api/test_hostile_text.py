@@ -186,3 +186,15 @@ async def test_users_compare_exactly_and_peer_users_may_repeat(api: Api) -> None
     await b.credential(api, tag=1, user="bob", iscsi_target_auth_peeruser="target",
                        iscsi_target_auth_peersecret="peersecret5678")
     assert len(api.control.config.auths) == 3
+
+
+@pytest.mark.parametrize("ch", ["\x1b", "\x85", "\x9b", "\u202e", "\u2028"])
+async def test_extent_paths_and_devices_refuse_the_same_characters(api: Api, ch: str) -> None:
+    """A path or device name reaches the log lines of every open and refusal as well."""
+    body = b.file_extent_body(api, "new")
+    body["iscsi_target_extent_path"] = body["iscsi_target_extent_path"].replace("new", f"n{ch}ew")
+    assert "iscsi_target_extent_path" in await api.conflict("POST", f"{P}/extent/", body)
+    disk = {"iscsi_target_extent_name": "d", "iscsi_target_extent_type": "Disk",
+            "iscsi_target_extent_disk": f"zvol/tank/v{ch}1"}
+    assert "iscsi_target_extent_disk" in await api.conflict("POST", f"{P}/extent/", disk)
+    assert api.control.applied == []
