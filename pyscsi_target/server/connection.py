@@ -7,7 +7,8 @@ only this connection. Its parts elsewhere: task management functions (taskmgmt.p
 codes in protocol/tmf.py), the socket syscalls (wire.py). The handler sees the service only
 through `ServiceView`, what a connection may ask of it; the service drives handlers through their
 public methods (`run`, `terminate`, `request_logout`, `abort_tasks`, `connection_alive`;
-its counters `io` and `conn.transport_counters()`). An import-linter contract keeps connection.py from importing service.py.
+its counters `io` and `conn.transport_counters()`). An import-linter contract keeps
+connection.py from importing service.py.
 
 Flow control: the reader handles a whole received batch of PDUs, then sends every queued response
 before it reads again, so a peer that stops reading stops being read (its memory stays bounded by

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import trio
 
 from ..model import ApplyError, Config, ConfigStore, Extent, Portal, SessionInfo
-from ..model.stats import Statistics
 from ..model.extents import MSG_SHRINK, StoragePolicy, parse_filesize
 from ..model.kinds import kind_for
+from ..model.stats import Statistics
 from ..scsi.host import LuHost
 from ..scsi.lu import LogicalUnit
 from ..scsi.sense import SenseReason
