@@ -15,6 +15,7 @@ from . import __version__
 from .api.refusals import describe
 from .model import ApplyError, ConfigError, StoreError
 from .server import configtool
+from .server.logging_setup import DEFAULT_LOG_FORMAT, LOG_FORMATS, configure, reset_level
 from .server.options import (
     DEFAULT_API_ADDRESS,
     DEFAULT_DATA_DIR,
@@ -57,6 +58,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--no-api", action="store_true", help="do not serve the management API")
     s.add_argument("--log-level", default=DEFAULT_LOG_LEVEL,
                    help=f"{', '.join(LOG_LEVEL_NAMES)} (default %(default)s)")
+    s.add_argument("--log-format", choices=LOG_FORMATS, default=DEFAULT_LOG_FORMAT,
+                   help="text, or json: one object per line for log shippers (default %(default)s)")
+    s.add_argument("--metrics-public", action="store_true",
+                   help="serve GET /metrics (Prometheus) without the API password")
     _config_parser(sub)
     return ap
 
@@ -88,10 +93,13 @@ def _config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 async def _run(options: ServerOptions) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(serve, options)
             async for signum in signals:
+                if signum == signal.SIGHUP:  # issue #13 item 5: not an exit; back to --log-level
+                    reset_level(options.log_level)
+                    continue
                 logging.getLogger("pyscsi_target").info(
                     "%s received: shutting down", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
@@ -148,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         api_cert=args.api_cert,
         api_key=args.api_key,
         api_insecure=args.api_insecure,
+        metrics_public=args.metrics_public,
+        log_format=args.log_format,
     )
     try:  # issue #13 item 6: every refusal is one line naming the flag, before anything is written
         options.check()
@@ -156,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     except OptionsError as exc:
         print(f"pyscsi-target: {exc}", file=sys.stderr)
         return USAGE_ERROR
-    logging.basicConfig(level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    configure(options.log_level, options.log_format)
     failures: list[BaseException] = []
     try:
         trio.run(_run, options)

@@ -19,10 +19,12 @@ from werkzeug.exceptions import HTTPException
 
 from ..model.control import TargetControl
 from ..model.validation import DEFAULT_DEVICE_ROOT, ValidationContext
+from .audit import basic_user, log_failed_login
 from .auth import REALM, AuthGuard
 from .crud import collection_blueprint, global_blueprint
 from .http import MAX_BODY_BYTES, BadRequest, empty_response, error_response
 from .listing import check_format
+from .metrics import METRICS_PATH, metrics_blueprint, metrics_registry
 from .resources import COLLECTION_RESOURCES
 from .state import EXTENSION, ApiState, api_state
 from .system import system_blueprint
@@ -31,9 +33,12 @@ log = logging.getLogger(__name__)
 
 
 async def _authenticate() -> Response | None:
+    if request.path == METRICS_PATH and api_state().metrics_public:
+        return None  # --metrics-public: scrapers need no credentials
     guard = api_state().guard
     address = request.remote_addr or "unknown"
-    judgement = guard.judge(address, request.headers.get("Authorization"))
+    header = request.headers.get("Authorization")
+    judgement = guard.judge(address, header)
     if judgement.status == 429:
         message = "Too many failed logins from this address; try again later."
         return error_response(429, message, {"Retry-After": str(judgement.retry_after)})
@@ -44,7 +49,16 @@ async def _authenticate() -> Response | None:
             guard.done_waiting(address)
     if judgement.status is None:
         return None
+    if header is not None:  # a wrong user name or password (an absent header is no login attempt)
+        log_failed_login(address, basic_user(header))
     return empty_response(401, {"WWW-Authenticate": f'Basic realm="{REALM}"'})
+
+
+async def _count_request(response: Response) -> Response:
+    """Process statistics: every answered request by status (`pyscsi_api_requests_total`)."""
+    counts = api_state().api_requests
+    counts[response.status_code] = counts.get(response.status_code, 0) + 1
+    return response
 
 
 async def _slash_and_format() -> Response | None:
@@ -88,19 +102,25 @@ def create_app(
     device_root: str = DEFAULT_DEVICE_ROOT,
     allow_file_devices: bool = False,
     version: str,
+    metrics_public: bool = False,
 ) -> QuartTrio:
     """The v1.0 management API over `control` (see docs/api.md).
 
     `password` is root's (non-empty); File extents must lie inside one of `extent_roots`; Disk
     extents name block devices under `device_root` (regular files too with `allow_file_devices`);
-    `version` is reported by /system/version/.
+    `version` is reported by /system/version/; `metrics_public`: `GET /metrics` needs no
+    credentials (api/metrics.py).
     """
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     context = ValidationContext.of(extent_roots, device_root, allow_file_devices)
-    app.extensions[EXTENSION] = ApiState(control, context, AuthGuard(password), version)
+    state = ApiState(control, context, AuthGuard(password), version, metrics_public=metrics_public)
+    state.metrics = metrics_registry(control, state.api_requests)
+    app.extensions[EXTENSION] = state
     app.before_request(_authenticate)
     app.before_request(_slash_and_format)
+    app.after_request(_count_request)
+    app.register_blueprint(metrics_blueprint())
     app.register_blueprint(global_blueprint())
     for res in COLLECTION_RESOURCES:
         app.register_blueprint(collection_blueprint(res))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import tables
+from .audit import LOG_LEVELS
 from .crud import API_PREFIX, DETAIL_METHODS, ISCSI_PREFIX
 from .fields import BOOLEAN, INTEGER, OBJECT, STRING, STRING_LIST, Field
 from .listing import DEFAULT_LIMIT
@@ -216,6 +217,21 @@ def openapi_document(version: str) -> dict[str, Any]:
         "Service", "The iSCSI service switch.", writable=True
     )
     paths[f"{ISCSI_PREFIX}/sessions/"] = {"get": _list_op("Live iSCSI sessions.", tables.SESSION, "Session")}
+    paths[f"{ISCSI_PREFIX}/sessions/{{id}}/"] = {
+        "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+        "delete": {"summary": "End a session: AsyncEvent logout request, then close.", "responses": {
+            "204": {"description": "The session has ended."}, **_common("404")}}}
+    level = {"type": "object", "properties": {"level": {"type": "string", "enum": list(LOG_LEVELS)}}}
+    paths[f"{API_PREFIX}/system/loglevel/"] = {
+        "get": {"summary": "The log level.", "responses": {"200": {"description": "The level.", **_json(level)},
+                                                           **_common()}},
+        "put": {"summary": "Change the log level until SIGHUP or restart.",
+                "requestBody": {"required": True, **_json(level)},
+                "responses": {"200": {"description": "The new level.", **_json(level)}, **_common("409", "413")}}}
+    paths["/metrics"] = {"get": {
+        "summary": "Statistics in the Prometheus text format (no credentials with --metrics-public).",
+        "responses": {"200": {"description": "Prometheus exposition format 0.0.4.",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}, **_common()}}}
     paths[f"{API_PREFIX}/system/version/"] = _singleton("Version", "Product and version.", writable=False)
     paths[f"{API_PREFIX}/openapi.json"] = {"get": {"summary": "This document.", "responses": {
         "200": {"description": "OpenAPI 3.1 document.", **_json({"type": "object"})}, **_common()}}}

@@ -14,11 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
-from quart import Response, current_app
+from prometheus_client.registry import CollectorRegistry
+from quart import Response, current_app, request
 
 from ..model.config import Config
 from ..model.control import ApplyError, ConfigError, TargetControl
 from ..model.validation import ValidationContext
+from .audit import basic_user, log_config_change
 from .auth import AuthGuard
 from .http import conflict
 
@@ -56,11 +58,19 @@ class ApiState:
     version: str
     lock: trio.Lock = field(default_factory=trio.Lock)
     cascaded: CascadeMemory = field(default_factory=CascadeMemory)
+    #: `GET /metrics` without credentials (--metrics-public)
+    metrics_public: bool = False
+    #: API requests answered, by HTTP status (process statistics, issue #13 item 1)
+    api_requests: dict[int, int] = field(default_factory=dict)
+    #: the registry `GET /metrics` renders (api/metrics.py), set by create_app
+    metrics: CollectorRegistry | None = None
 
     async def commit(self, new: Config) -> Response | None:
         """Apply `new`; a refusal from the live target (`ApplyError`, named in model terms and
         mapped to the wire field by api/refusals.py, or a `ConfigError`) is the client's 409
-        naming the field, and nothing was committed (Part B §B.2.2)."""
+        naming the field, and nothing was committed (Part B §B.2.2). An applied change is
+        audited (api/audit.py): who, from where, every changed object field by field."""
+        old = self.control.snapshot()
         try:
             await self.control.apply(new)
         except ApplyError as exc:
@@ -69,7 +79,13 @@ class ApiState:
             return conflict(refusal_errors(exc))
         except ConfigError as exc:
             return conflict(exc.errors)
+        log_config_change(requester(), request.remote_addr or "unknown", old, new)
         return None
+
+
+def requester() -> str:
+    """The Basic user of the request being served (authenticated: app.py `_authenticate`)."""
+    return basic_user(request.headers.get("Authorization")) or "(anonymous)"
 
 
 def api_state() -> ApiState:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..model.config import AUTH_METHODS, AUTH_NONE, BLOCKSIZE_CHOICES, RPM_CHOICES
 from ..model.edits import LUN_MAX, LUN_MIN
 from ..model.kinds import api_types
+from ..model.stats import IoSnapshot
 from ..model.validation import MSG_CHOICE_FK
 from .fields import BOOLEAN, INTEGER, OBJECT, REQUIRED, STRING, STRING_LIST, Field
 from .state import api_state
@@ -206,7 +207,38 @@ SESSION = (
         )),
     Field("target_alias", STRING, "TargetAlias sent at login (the target's alias then), or null.",
           attr="target_alias", read_only=True, nullable=True),
+    # issue #13 item 3: the session's id for DELETE, how it logged in, and its counters
+    Field("id", INTEGER, "The session's id (its TSIH): DELETE .../sessions/<id>/ ends it.", attr="id",
+          read_only=True),
+    Field("auth_method", STRING, "How the initiator authenticated: None, CHAP or CHAP Mutual.",
+          attr="auth_method", read_only=True),
+    Field("header_digest", STRING, "Negotiated HeaderDigest (None or CRC32C).", attr="header_digest",
+          read_only=True),
+    Field("data_digest", STRING, "Negotiated DataDigest (None or CRC32C).", attr="data_digest", read_only=True),
+    *(Field(name, INTEGER, description, read_only=True, output=output)
+      for name, description, output in (
+          ("read_commands", "READ commands answered.", lambda s: s.io.read_commands),
+          ("write_commands", "WRITE commands answered.", lambda s: s.io.write_commands),
+          ("other_commands", "Other SCSI commands answered.", lambda s: s.io.other_commands),
+          ("pdus_received", "PDUs received.", lambda s: s.transport.pdus_received),
+          ("pdus_sent", "PDUs sent.", lambda s: s.transport.pdus_sent),
+          ("digest_errors", "PDUs received with a wrong header or data digest.",
+           lambda s: s.transport.digest_errors),
+          ("r2ts", "R2Ts sent.", lambda s: s.transport.r2ts),
+      )),
+    Field("errors", OBJECT, "CHECK CONDITION answers by sense key name.", read_only=True,
+          output=lambda s: dict(s.io.errors)),
+    Field("latency", OBJECT, "Command latency: count, sum_seconds, and per-bucket counts keyed by the "
+          "bucket's upper bound in microseconds (\"inf\" for the last).", read_only=True,
+          output=lambda s: latency_object(s.io)),
 )
+
+
+def latency_object(io: IoSnapshot) -> dict[str, object]:
+    """The session list's view of a latency histogram (non-empty buckets only)."""
+    last = len(io.latency_buckets) - 1
+    buckets = {("inf" if i == last else str(1 << i)): n for i, n in enumerate(io.latency_buckets) if n}
+    return {"count": sum(io.latency_buckets), "sum_seconds": io.latency_seconds, "buckets": buckets}
 
 VERSION = tuple(
     Field(name, STRING, description, read_only=True)

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from .config import Config
+from .stats import IoSnapshot, SessionCounters, Statistics
 
 
 class ConfigError(Exception):
@@ -68,6 +69,19 @@ class SessionInfo:
     written_bytes: int = 0
     #: the TargetAlias the target sent in this session's final login response (None: none sent)
     target_alias: str | None = None
+    #: how the initiator authenticated: "None", "CHAP" or "CHAP Mutual"
+    auth_method: str = "None"
+    header_digest: str = "None"
+    data_digest: str = "None"
+    #: SCSI command counters and transport counters of this session (issue #13)
+    io: IoSnapshot = field(default_factory=IoSnapshot)
+    transport: SessionCounters = field(default_factory=SessionCounters)
+
+    @property
+    def id(self) -> int:
+        """The session's id in the API (`DELETE /services/iscsi/sessions/<id>/`): its TSIH,
+        unique among the live sessions of this server (RFC 7143 §11.12.6)."""
+        return self.tsih
 
 
 class TargetControl(Protocol):
@@ -80,6 +94,16 @@ class TargetControl(Protocol):
         ...
 
     def sessions(self) -> list[SessionInfo]:
+        ...
+
+    def statistics(self) -> Statistics:
+        """Per-LU, per-portal and process counters (model/stats.py); per-session ones come with
+        `sessions()`."""
+        ...
+
+    async def end_session(self, session_id: int) -> bool:
+        """End the live session with this id (`SessionInfo.id`): the target asks the initiator to
+        log out (AsyncEvent 1), waits a moment, then closes it. False when there is none."""
         ...
 
     def extent_problems(self) -> dict[int, str]:

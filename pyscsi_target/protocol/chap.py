@@ -82,6 +82,8 @@ class ChapAuthenticator:
         self._identifier = 0
         self._challenge = b""
         self.user: str | None = None
+        #: the initiator asked to authenticate the target too (mutual CHAP)
+        self.mutual = False
 
     @property
     def done(self) -> bool:
@@ -152,6 +154,7 @@ class ChapAuthenticator:
         if self.policy.method == METHOD_CHAP_MUTUAL and not mutual:
             raise AuthFailed("policy requires mutual CHAP")
         self._state = _DONE
+        self.mutual = mutual
         if not mutual:
             return []
         return self._mutual_answer(credential, chap)

@@ -104,9 +104,6 @@ class Connection:
         self.tsih = 0
         self.isid = 0
         self.cid = 0
-        #: Status-Class/Detail of the Login reject sent, if any (the server's slow-down counts
-        #: authentication failures only: issue #10)
-        self.login_status: tuple[int, int] | None = None
         self._ffp = FullFeatureHandler(s, self.send_scsi_response)
 
     # ---- the h11-style interface ---------------------------------------------------------------
@@ -145,6 +142,23 @@ class Connection:
     def written_bytes(self) -> int:
         """Statistics: write data bytes received."""
         return self._s.written_bytes
+
+    @property
+    def login_status(self) -> tuple[int, int] | None:
+        """(status class, detail) of the Login Response that refused this login, or None."""
+        return self._s.login_status
+
+    def transport_counters(self) -> tuple[int, int, int, int]:
+        """Statistics: PDUs received, PDUs sent, digest errors, R2Ts sent."""
+        s = self._s
+        return s.pdus_received, s.pdus_sent, s.digest_errors, s.r2ts
+
+    @property
+    def login_target_name(self) -> str | None:
+        """The TargetName of the login in progress, or of the completed login."""
+        if self._login is not None:
+            return self._login.target_name
+        return self._s.target_name
 
     @property
     def login_initiator_name(self) -> str:
@@ -211,10 +225,15 @@ class Connection:
                     return NEED_DATA
                 self._close("eof", error=self._reader.buffered > 0)
             elif isinstance(frame, FrameError):
+                s.pdus_received += 1
+                if frame.kind == "header_digest":
+                    s.digest_errors += 1
                 self._frame_error(frame)
             elif self._state is STATE_LOGIN:
+                s.pdus_received += 1
                 self._login_frame(frame)
             elif self._state is STATE_FULL_FEATURE:
+                s.pdus_received += 1
                 self._ffp.frame(frame)
             # STATE_LOGOUT: everything after a Logout Request is ignored (RFC 7143 §11.14)
 
@@ -249,6 +268,7 @@ class Connection:
                 else:
                     s.out += (header, data)
                 s.commands += 1
+                s.pdus_sent += 1
                 if is_read:
                     s.read_bytes += length
                 return
@@ -271,6 +291,7 @@ class Connection:
                     out.append(chunk)
         s.commands += 1
         s.read_bytes += sent
+        s.pdus_sent += len(pdus)
 
     def send_tmf_response(self, itt: int, response: int) -> None:
         slot = self._s.control.pop(itt, None)
@@ -391,7 +412,7 @@ class Connection:
         log.warning("login failed: initiator %s at %s, target %s: status 0x%02x%02x (%s)",
                     machine.initiator_name or "(unknown)", self.peer or "(unknown)",
                     machine.target_name or "(none)", status[0], status[1], reason)
-        self.login_status = status
+        self._s.login_status = status
         self._s.status_pdu(machine.failure_response(itt, status))
         self._close(f"login failed: {reason}", error=True)
 

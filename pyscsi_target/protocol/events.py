@@ -44,6 +44,8 @@ class LoginComplete(Event):
     auth_user: str | None = None
     #: the TargetAlias sent in the final login response (None: not sent)
     target_alias: str | None = None
+    #: how the initiator authenticated: "None", "CHAP" or "CHAP Mutual"
+    auth_method: str = "None"
 
 
 @dataclass(slots=True)

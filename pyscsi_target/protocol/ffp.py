@@ -139,6 +139,8 @@ class FullFeatureHandler:
 
     def reject_pdu(self, bhs: bytes, reason_code: int | None) -> None:
         """Reject a PDU (default reason: protocol error) and consume its CmdSN if it has one."""
+        if reason_code == REJECT_DATA_DIGEST:
+            self.state.digest_errors += 1
         self.state.reject(REJECT_PROTOCOL_ERROR if reason_code is None else reason_code, bhs)
         try:
             pdu = decode_bhs(bhs)
@@ -273,6 +275,7 @@ class FullFeatureHandler:
                       buffer_offset=g.offset, desired_length=g.length)
             s.numbers(pdu)
             s.emit(pdu)
+        s.r2ts += len(grants)
 
     # ---- requests the connection answers itself ------------------------------------------------
 

@@ -267,4 +267,11 @@ class LoginMachine:
             "isid": self.isid, "tsih": self.tsih, "cid": self.cid, "tpgt": self.tpgt,
             "params": self.negotiator.session_params(),
             "auth_user": self.auth.user if self.auth else None, "target_alias": self.target_alias,
+            "auth_method": self._auth_method(),
         }
+
+    def _auth_method(self) -> str:
+        """How the initiator authenticated: "None", "CHAP" or "CHAP Mutual" (the API's names)."""
+        if self.auth is None or self.auth.user is None:
+            return "None"
+        return "CHAP Mutual" if self.auth.mutual else "CHAP"

@@ -40,13 +40,18 @@ class ConnectionState:
         "control",
         "data_digest",
         "delivery",
+        "digest_errors",
         "header_digest",
         "initiator_name",
+        "login_status",
         "max_burst",
         "negotiator",
         "out",
+        "pdus_received",
+        "pdus_sent",
         "peer_mrdsl",
         "pings",
+        "r2ts",
         "read_bytes",
         "session_type",
         "statsn",
@@ -87,6 +92,14 @@ class ConnectionState:
         self.commands = 0
         self.read_bytes = 0
         self.written_bytes = 0
+        #: statistics (issue #13): PDUs received and sent, PDUs with a wrong header or data digest,
+        #: R2Ts sent
+        self.pdus_received = 0
+        self.pdus_sent = 0
+        self.digest_errors = 0
+        self.r2ts = 0
+        #: (status class, status detail) of the Login Response that refused the login, if one did
+        self.login_status: tuple[int, int] | None = None
 
     def numbers(self, pdu: Pdu) -> None:
         """Stamp ExpCmdSN and MaxCmdSN on a PDU we send."""
@@ -101,6 +114,7 @@ class ConnectionState:
         self.emit(pdu, data)
 
     def emit(self, pdu: Pdu, data: Buffer = b"") -> None:
+        self.pdus_sent += 1
         self.out.extend(build_pdu(pdu, data, header_digest=self.header_digest, data_digest=self.data_digest))
 
     def reject(self, reason: int, bhs: bytes) -> None:

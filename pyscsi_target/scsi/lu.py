@@ -33,6 +33,7 @@ from .pr_state import PrState
 from .provisioning import ThresholdMonitor
 from .sanitize_job import SanitizeInProgress, SanitizeJob, SanitizeStopped
 from .sense import SenseReason, build_sense
+from .stats import IoCounters
 from .types import CHECK_CONDITION, Nexus, ScsiResult
 
 #: hex digits of an NAA 6 (IEEE Registered Extended) designator, 16 bytes (SPC-4 §7.8.6.6.4):
@@ -139,6 +140,9 @@ class LogicalUnit:
         self.sanitize_job: SanitizeJob | None = None
         self.clock: Callable[[], float] = time.monotonic
         self._threshold = ThresholdMonitor(identity.avail_threshold)
+        #: this LU's command counters (scsi/stats.py), counted by the transport that answers; they
+        #: outlive the sessions that used it (the server moves them to a reopened LU of the extent)
+        self.stats = IoCounters()
 
     # ---- capability ---------------------------------------------------------------------
 

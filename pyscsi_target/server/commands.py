@@ -44,13 +44,15 @@ class BlockingCommands:
 
     def __init__(self, conn: Connection, name: str, *, may_answer: Callable[[], bool],
                  answered: Callable[[], None], abort_preempted: Callable[[Preempted, int], None],
-                 failed: Callable[[BaseException], None]) -> None:
+                 failed: Callable[[BaseException], None],
+                 count: Callable[[ScsiRequest, ScsiResult, int], None]) -> None:
         self._conn = conn
         self._name = name
         self._may_answer = may_answer
         self._answered = answered
         self._abort_preempted = abort_preempted
         self._failed = failed
+        self._count = count
         #: commands running in worker threads, and an event set whenever there are none
         self.running = 0
         self._idle = trio.Event()
@@ -58,15 +60,16 @@ class BlockingCommands:
         #: the connection's worker threads (started with the first command that must wait)
         self._workers: WorkerPool | None = None
 
-    def start(self, req: ScsiRequest, luns: Mapping[int, LogicalUnit]) -> None:
+    def start(self, req: ScsiRequest, luns: Mapping[int, LogicalUnit], t0: int) -> None:
         """Run the command in this connection's worker threads (workers.py: a queue put, not a
-        trio.to_thread call per command); `_done` gets its result."""
+        trio.to_thread call per command); `_done` gets its result and has it counted (`count`,
+        with `t0`, the `perf_counter_ns()` its execution began at)."""
         self.running += 1
         if self.running == 1:
             self._idle = trio.Event()
         if self._workers is None:
             self._workers = WorkerPool(name=self._name)
-        self._workers.submit(scsi.execute, (req, luns), functools.partial(self._done, req))
+        self._workers.submit(scsi.execute, (req, luns), functools.partial(self._done, req, t0))
 
     async def drained(self) -> None:
         """Returns once no command runs in a worker thread."""
@@ -77,14 +80,16 @@ class BlockingCommands:
         if self._workers is not None:
             self._workers.close()
 
-    def _done(self, req: ScsiRequest, result: outcome.Outcome[ScsiResult]) -> None:
+    def _done(self, req: ScsiRequest, t0: int, result: outcome.Outcome[ScsiResult]) -> None:
         """A worker finished `req`. Called in the trio thread outside any task (WorkerPool), where
         an exception would be a TrioInternalError: whatever fails here ends this connection."""
         self.running -= 1
         if not self.running:
             self._idle.set()
         try:
-            self._answer(req, result.unwrap())
+            res = result.unwrap()
+            self._count(req, res, t0)  # in the trio thread: the counters need no lock
+            self._answer(req, res)
         except Exception as exc:  # what a task would have raised into the connection's nursery
             self._failed(exc)
 

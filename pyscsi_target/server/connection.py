@@ -6,8 +6,9 @@ worker pool (commands.py: `BlockingCommands`). Anything unexpected is caught her
 only this connection. Its parts elsewhere: task management functions (taskmgmt.py, with the wire
 codes in protocol/tmf.py), the socket syscalls (wire.py). The handler sees the service only
 through `ServiceView`, what a connection may ask of it; the service drives handlers through their
-public methods (`run`, `terminate`, `request_logout`, `abort_tasks`, `connection_alive`,
-`counters`). An import-linter contract keeps connection.py from importing service.py.
+public methods (`run`, `terminate`, `request_logout`, `abort_tasks`, `connection_alive`;
+its counters `io` and `conn.transport_counters()`). An import-linter contract keeps
+connection.py from importing service.py.
 
 Flow control: the reader handles a whole received batch of PDUs, then sends every queued response
 before it reads again, so a peer that stops reading stops being read (its memory stays bounded by
@@ -19,6 +20,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable, Mapping
+from time import perf_counter_ns
 from typing import Protocol
 
 import trio
@@ -38,7 +40,8 @@ from ..protocol.events import (
 from ..protocol.framing import RECEIVE_BUFFER_BYTES
 from ..protocol.tmf import closes_connection
 from ..scsi.lu import LogicalUnit
-from ..scsi.types import Nexus, ScsiRequest
+from ..scsi.stats import IoCounters, account
+from ..scsi.types import Nexus, ScsiRequest, ScsiResult
 from ..storage import WouldBlock
 from .admission import AUTH_FAILURE_STATUSES, Admission
 from .authority import PortalAuthority
@@ -62,6 +65,8 @@ NOP_IN_INTERVAL_S = 30.0
 #: sleep a minute between commands without servicing the socket, and reaping them only makes
 #: them reconnect into a new nexus with a fresh unit attention.
 NOP_IN_RESPONSE_TIMEOUT_S = 60.0
+#: `end_reason` of a connection whose login did not complete in time
+LOGIN_TIMEOUT_REASON = "login timeout"
 #: kernel-level bound on unacknowledged sent data (TCP_USER_TIMEOUT, RFC 5482), milliseconds
 TCP_USER_TIMEOUT_MS = 60_000
 #: AsyncEvent 1 "target requests logout" (RFC 7143 §11.9.1); Parameter3 is the time the
@@ -132,10 +137,12 @@ class ConnectionHandler:
         self.closed = trio.Event()
         #: the handler of the session this login reinstated, until it has ended
         self._reinstated: ConnectionHandler | None = None
+        #: this session's command counters (scsi/stats.py; its LUs count the same commands)
+        self.io = IoCounters()
         #: commands running in this connection's worker threads
         self._blocking = BlockingCommands(
             self.conn, f"pyscsi-io-{self.peer}", may_answer=self._may_answer, answered=self._wake_sender,
-            abort_preempted=self._abort_preempted, failed=self._failed,
+            abort_preempted=self._abort_preempted, failed=self._failed, count=self._count,
         )
         #: a command that would wait runs again in a worker thread (bound once: no per-command cost)
         self._start_blocking = self._blocking.start
@@ -178,6 +185,9 @@ class ConnectionHandler:
             self.sock.close()
             self.closed.set()
         log.debug("connection %s closed: %s", self.peer, self.end_reason)
+        if self.login is not None:  # the audit line of the session's end (issue #13 item 5)
+            log.info("logout: %s (%s) -> %s, TSIH %d: %s", self.login.initiator_name, self.peer,
+                     self.login.target_name or "discovery", self.login.tsih, self.end_reason or "closed")
 
     async def request_logout(self, reason: str, grace: float = LOGOUT_REQUEST_DEADLINE_S) -> None:
         """Ask the initiator to log out (AsyncEvent 1), give it `grace` seconds, then end the
@@ -228,7 +238,7 @@ class ConnectionHandler:
             log.warning("login failed: initiator %s at %s: no login within %.0f s",
                         self.conn.login_initiator_name or "(unknown)", self.peer, LOGIN_TIMEOUT_S)
             self.login_failed = True
-            self.terminate("login timeout")
+            self.terminate(LOGIN_TIMEOUT_REASON)
 
     async def _keepalive(self) -> None:
         """NOP-In pings on an idle connection; a peer that sends nothing at all within the response
@@ -379,14 +389,21 @@ class ConnectionHandler:
         assert self.nexus is not None
         # positional (cdb, lun, nexus, data_out, task_tag): keyword arguments cost ~0.3 us more
         req = ScsiRequest(ev.cdb, ev.lun, self.nexus, ev.data, ev.itt)
+        t0 = perf_counter_ns()
         try:
             res = scsi.execute(req, luns, nowait=self._nursery is not None)
         except WouldBlock:
             # is_blocking() (flushes, FUA and large transfers, every write while WCE=0) or a READ
             # of data not in the page cache: it runs (again) in a worker thread
-            self._start_blocking(req, luns)
+            self._start_blocking(req, luns, t0)
             return
         self.conn.send_scsi_response(req.task_tag, res.status, res.data, res.sense, res.transfer_length)
+        account(self.io, luns.get(req.lun), req, res, t0)
+
+    def _count(self, req: ScsiRequest, res: ScsiResult, t0: int) -> None:
+        """Count a command that ran in a worker thread (called in the trio thread)."""
+        luns = self.service.lun_map(self.target_id) if self.target_id is not None else {}
+        account(self.io, luns.get(req.lun), req, res, t0)
 
     # -- what worker-thread commands ask of the connection (commands.py) ---------------------------
     def _may_answer(self) -> bool:
@@ -423,14 +440,6 @@ class ConnectionHandler:
         self._nexus_lost()  # before the initiator can learn that the logout is done
         self.conn.send_logout_response(self._logout_itt, LOGOUT_CLOSED)
         return self._handle_events()
-
-    # -- statistics ---------------------------------------------------------------------------------
-    def counters(self) -> dict[str, int]:
-        return {
-            "commands": int(getattr(self.conn, "commands", 0)),
-            "read_bytes": int(getattr(self.conn, "read_bytes", 0)),
-            "written_bytes": int(getattr(self.conn, "written_bytes", 0)),
-        }
 
 
 def tune_socket(sock: trio.socket.SocketType) -> None:

@@ -95,6 +95,10 @@ class ServerOptions:
     api_key: Path | None = None
     #: allow the API on a non-loopback address without TLS (Basic credentials in clear text)
     api_insecure: bool = False
+    #: `GET /metrics` without the API's credentials (issue #13 item 2; default: the API's auth)
+    metrics_public: bool = False
+    #: log lines as text or as JSON objects (server/logging_setup.py)
+    log_format: str = "text"
 
     @property
     def api_tls(self) -> bool:

@@ -121,6 +121,7 @@ async def serve_api(service: TargetService, options: ServerOptions, bound: tuple
         device_root=str(options.device_root),
         allow_file_devices=options.allow_file_devices,
         version=__version__,
+        metrics_public=options.metrics_public,
     )
     host, _ = split_host_port(options.api, DEFAULT_API_PORT)
     if not options.api_tls and not is_loopback_host(host):

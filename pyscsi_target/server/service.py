@@ -27,17 +27,19 @@ import trio
 from ..model import ApplyError, Config, ConfigStore, Extent, Portal, SessionInfo
 from ..model.extents import MSG_SHRINK, StoragePolicy, parse_filesize
 from ..model.kinds import kind_for
+from ..model.stats import Statistics
 from ..scsi.host import LuHost
 from ..scsi.lu import LogicalUnit
 from ..scsi.sense import SenseReason
 from .admission import Admission
-from .connection import ConnectionHandler, tune_socket
+from .connection import LOGIN_TIMEOUT_REASON, ConnectionHandler, tune_socket
 from .extents import LiveExtent, identity_of, not_ready, remove_created
 from .fabric import ServerHost
 from .isns import IsnsManager
 from .kinds import open_extent
 from .prstore import PrStore
 from .sessions import SessionRegistry
+from .stats import LOGIN_SUCCESS, PortalCounters, ProcessCounters, login_result, session_info, statistics
 
 log = logging.getLogger("pyscsi_target.service")
 
@@ -115,6 +117,9 @@ class TargetService:
         self.admission = Admission()
         self._last_refusal_log = -math.inf
         self.isns: IsnsManager | None = None  # iSNS registration (server/isns.py), while running
+        #: statistics (server/stats.py): per portal id, and of the process
+        self.portal_counters: dict[int, PortalCounters] = {}
+        self.process_counters = ProcessCounters()
 
     # -- TargetControl ------------------------------------------------------------------------------
     def snapshot(self) -> Config:
@@ -122,33 +127,30 @@ class TargetService:
 
     async def apply(self, new: Config) -> None:
         async with self._lock:
-            await self._apply(new, persist=True)
+            try:
+                await self._apply(new, persist=True)
+            except BaseException:
+                self.process_counters.applies["refused"] += 1
+                raise
+            self.process_counters.applies["applied"] += 1
 
     def sessions(self) -> list[SessionInfo]:
-        out = []
-        for rec in self.registry:
-            h = rec.handler
-            if not isinstance(h, ConnectionHandler) or h.login is None:
-                continue
-            c = h.counters()
-            out.append(
-                SessionInfo(
-                    initiator=h.login.initiator_name,
-                    initiator_addr=h.peer,
-                    target=rec.target or "",
-                    target_portal=f"{h.local},{h.portal.tag}",
-                    isid=f"{rec.isid:012x}",
-                    tsih=rec.tsih,
-                    session_type=h.login.session_type,
-                    connections=1,
-                    parameters=dict(h.login.params),
-                    commands=c["commands"],
-                    read_bytes=c["read_bytes"],
-                    written_bytes=c["written_bytes"],
-                    target_alias=h.login.target_alias,
-                )
-            )
-        return out
+        return [session_info(rec, rec.handler) for rec in self.registry
+                if isinstance(rec.handler, ConnectionHandler) and rec.handler.login is not None]
+
+    def statistics(self) -> Statistics:
+        return statistics(self.config, self.extents, self.portal_counters, self.process_counters)
+
+    async def end_session(self, session_id: int) -> bool:
+        """Ask the session's initiator to log out (AsyncEvent 1) and close its connection after
+        the grace deleted targets get (`request_logout`); returns once it has ended."""
+        rec = self.registry.get(session_id)
+        h = rec.handler if rec is not None else None
+        if not isinstance(h, ConnectionHandler) or h.login is None:
+            return False
+        await h.request_logout("ended through the API")
+        await h.closed.wait()
+        return True
 
     def extent_problems(self) -> dict[int, str]:
         """Extent id -> why that enabled extent is not served (its LU answers NOT READY)."""
@@ -341,6 +343,10 @@ class TargetService:
             else:
                 live.extent = ext
                 live.lu.identity = identity_of(ext)
+        for eid, live in opened.items():  # an LU's totals outlive a reopen of its extent
+            old_live = next((r for r in retired if r.extent.id == eid), None)
+            if old_live is not None:
+                live.lu.stats = old_live.lu.stats
         self.extents.update(opened)
         self.config = new
         self._portal_of = dict(want)
@@ -450,22 +456,33 @@ class TargetService:
     async def _serve_connection(self, sock: trio.socket.SocketType, portal: Portal, source: str) -> None:
         released = False
 
+        counters = self.portal_counters.setdefault(portal.id, PortalCounters())
+
         def release() -> None:
             nonlocal released
             if not released:
                 released = True
                 self.admission.release(source)
 
+        def logged_in() -> None:
+            counters.login(LOGIN_SUCCESS)
+            release()
+
         try:
             try:
-                handler = ConnectionHandler(self, sock, portal, on_login=release)
+                handler = ConnectionHandler(self, sock, portal, on_login=logged_in)
             except OSError:
                 sock.close()
                 return
             self.handlers.add(handler)
+            counters.connections += 1
+            counters.open += 1
             try:
                 await handler.run()
             finally:
+                counters.open -= 1
+                if handler.login is None:
+                    counters.login(login_result(handler.conn.login_status, handler.end_reason == LOGIN_TIMEOUT_REASON))
                 self.handlers.discard(handler)
                 if handler.auth_failed:  # only credentials and identities count (issue #10)
                     self.admission.auth_failed(source, handler.login_initiator_name, trio.current_time())

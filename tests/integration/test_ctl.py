@@ -159,10 +159,13 @@ async def test_sessions_list_and_drop(ctl: Ctl) -> None:
         assert [s["initiator"] for s in sessions] == ["iqn.2026-01.test:ctl"]
         assert "iqn.2026-01.test:ctl" in (await ctl.ok("session", "list")).stdout
         assert (await ctl.json("status"))["counts"]["sessions"] == 1
-        # the API has no DELETE for sessions yet: a clear refusal, exit status 1
+        # DELETE .../sessions/<id>/ (issue #13 item 3): the session ends; an unknown id is refused
         dropped = await ctl("session", "drop", str(sessions[0]["tsih"]))
-        assert dropped.exit_code == 1
-        assert "not dropped: the API answered HTTP 40" in dropped.stderr
+        assert dropped.exit_code == 0, dropped.stderr
+        assert await ctl.json("session", "list") == []
+        again = await ctl("session", "drop", str(sessions[0]["tsih"]))
+        assert again.exit_code == 1
+        assert "not dropped: the API answered HTTP 404" in again.stderr
     finally:
         await client.aclose()
 

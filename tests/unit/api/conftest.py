@@ -19,6 +19,7 @@ import trio
 
 from pyscsi_target.api import create_app
 from pyscsi_target.model import ApplyError, Config, ConfigStore, SessionInfo
+from pyscsi_target.model.stats import ProcessStatistics, Statistics
 
 PASSWORD = "correct horse battery"
 VERSION = "9.9.9"
@@ -36,6 +37,9 @@ class FakeControl:
         self.problems: dict[int, str] = {}
         #: when set, apply() waits for this event, as a slow live change would
         self.gate: trio.Event | None = None
+        #: what statistics() returns, and the session ids end_session() was asked to end
+        self.stats = Statistics(lus=[], portals=[], process=ProcessStatistics(config_applies={}, start_time=0.0))
+        self.ended: list[int] = []
 
     def snapshot(self) -> Config:
         return self.config
@@ -57,6 +61,16 @@ class FakeControl:
 
     def extent_problems(self) -> dict[int, str]:
         return dict(self.problems)
+
+    def statistics(self) -> Statistics:
+        return self.stats
+
+    async def end_session(self, session_id: int) -> bool:
+        await trio.lowlevel.checkpoint()
+        before = len(self.live_sessions)
+        self.live_sessions = [s for s in self.live_sessions if s.id != session_id]
+        self.ended.append(session_id)
+        return len(self.live_sessions) < before
 
 
 def basic(user: str, password: str) -> dict[str, str]:
