@@ -395,15 +395,8 @@ class TargetService:
     def _end_sessions_no_longer_allowed(self, cfg: Config) -> None:
         for h in list(self.handlers):
             reason = ""
-            if h.portal.id not in cfg.portals:
-                # a deleted portal drops its connections at once, without AsyncEvent 1: the
-                # initiator recovers a dropped connection through connection recovery when the
-                # portal (or another path) is back, but Linux 6.1's open-iscsi could lose the
-                # session for good after a requested logout here (issue #16; LIO also just closes)
-                h.terminate("portal removed")
-                continue
-            if not cfg.service.enabled:
-                reason = "service disabled"
+            if h.portal.id not in cfg.portals or not cfg.service.enabled:
+                reason = "portal removed"
             elif h.target_id is not None and h.target_id not in cfg.targets:
                 reason = "target removed"
             elif h.target_id is not None and not any(

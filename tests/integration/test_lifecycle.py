@@ -42,7 +42,7 @@ from tests.initiator import (
     SCSI_RESPONSE,
     TMF_RESPONSE,
 )
-from tests.support import DEMO_IQN, Running, demo_options, free_port, start
+from tests.support import DEMO_IQN, Running, demo_options, start
 
 from .apiclient import ISCSI, ApiClient
 from .client import Client
@@ -415,38 +415,6 @@ async def test_target_deletion_sends_logout_requests(nursery: trio.Nursery, tmp_
 # ---- aborted tasks end for good (RFC 7143 §11.5.1, target-rules.md §5.3) ------------------------
 
 TMF_ABORT_TASK_SET = 2
-
-
-# ---- portal deleted through the API: its connections drop at once (issue #16) ---------------------
-
-
-async def test_portal_deletion_drops_its_connections_without_a_logout_request(
-    nursery: trio.Nursery, tmp_path: Path
-) -> None:
-    """DELETE of a portal closes the connections made through it at once, with no AsyncEvent 1
-    before (Linux's open-iscsi recovers a dropped connection when the portal is back, but could
-    lose the session for good after a logout requested here); sessions through another portal of
-    the same target carry on untouched."""
-    run = await start(nursery, demo_options(tmp_path / "data", api=True))
-    api = ApiClient.for_server(run.options)
-    (group,) = (await api.get(f"{ISCSI}/targetgroup/")).json()
-    extra = f"127.0.0.1:{free_port()}"
-    portal = await api.create("portal", {"iscsi_target_portal_ips": [extra]})
-    await api.create("targetgroup", {**{k: v for k, v in group.items() if k != "id"},
-                                     "iscsi_target_portalgroup": portal["id"]})
-    doomed = await open_session(extra, DEMO_IQN, name=INITIATOR, isid=ISID)
-    other = await open_session(run.portal, DEMO_IQN, name=OTHER, isid=OTHER_ISID)
-
-    reply = await api.delete(f"{ISCSI}/portal/{portal['id']}/")
-    assert reply.status == 204, (reply.status, reply.body)
-    assert await wait_eof(doomed, timeout=LOGOUT_REQUEST_DEADLINE_S / 2) == []
-    with pytest.raises(OSError):
-        await trio.open_tcp_stream(*host_port(extra))
-    await verified_io(other, 700, 11)
-    assert not readable(other)  # and was asked nothing
-    await wait_until(lambda: len(run.service.handlers) == 1, "the dropped connection's handler still running")
-    await doomed.aclose()
-    await other.aclose()
 
 
 async def test_abort_task_set_executes_none_of_the_aborted_commands(demo: Running) -> None:
