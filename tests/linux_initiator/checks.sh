@@ -510,6 +510,36 @@ scenario_multipath() {
     check mp-data-verify 240 mp_verify
 }
 
+# ---- checks: README.md's iscsiadm blocks (tests/linux_initiator/test_readme_initiator.py) --------
+
+# the README's portal (192.0.2.10:3260) is 127.0.0.1:$RELAY_PORT here, on the host and in the guest
+# alike, so that the address discovery answers with is the one the guest logs in to: a relay on the
+# guest's loopback forwards each connection to the first guest portal address (and QEMU to the host)
+c_readme_relay() {
+    setsid nc -ll -p "$RELAY_PORT" -e nc 10.0.2.100 3260 > /dev/null 2>&1 < /dev/null &
+    for _ in $(seq 1 100); do
+        netstat -ltn 2> /dev/null | grep -q ":$RELAY_PORT " && { echo "relay on port $RELAY_PORT"; return 0; }
+        usleep 100000
+    done
+    fail "the relay does not listen"
+}
+
+# the blocks /readme/1.sh, 2.sh ... in one shell (their variables carry over), each line of their
+# output also on the console as `README-OUT <line>` for the host to check
+c_readme_blocks() {
+    for f in $(ls /readme/*.sh | sort -t/ -k3 -n); do echo ". $f"; done > /tmp/readme.sh
+    sh -eu /tmp/readme.sh > /tmp/readme.out 2>&1; rc=$?
+    sed 's/^/README-OUT /' /tmp/readme.out > /dev/console
+    [ $rc = 0 ] || fail "a README block failed (exit $rc): $(tail -n 1 /tmp/readme.out)"
+    echo "$(ls /readme/*.sh | wc -l) README blocks ran"
+}
+
+scenario_readme() {
+    check iscsid 30 iscsid
+    check readme-relay 20 readme_relay
+    check readme-iscsiadm-blocks 240 readme_blocks
+}
+
 dump_dmesg() {
     dmesg | grep -iE 'iscsi|connection|session|scsi|sd[a-z]|device-mapper|multipath|dm-|I/O error|sense|warn|error|fail|call trace|BUG' |
         grep -v 'Command line\|Kernel command line' | sed 's/^/DMESG /'

@@ -70,14 +70,17 @@ def parse_check(line: str) -> Check | None:
     return Check(parts[1], parts[2] == "PASS", " ".join(parts[3:-1]), seconds)
 
 
-def scenario_cpio(env: dict[str, str]) -> bytes:
-    """The second initramfs archive of a boot: /scenario.env (shell assignments)."""
+def scenario_cpio(env: dict[str, str], files: dict[str, str] | None = None) -> bytes:
+    """The second initramfs archive of a boot: /scenario.env (shell assignments), and `files`
+    (guest path -> text, e.g. the README's iscsiadm blocks)."""
     def quote(v: str) -> str:
         return "'" + v.replace("'", "'\"'\"'") + "'"
 
     text = "".join(f"{k}={quote(v)}\n" for k, v in env.items())
     cpio = Cpio()
     cpio.file("scenario.env", text.encode())
+    for path, content in (files or {}).items():
+        cpio.file(path, content.encode())
     return cpio.finish()
 
 
@@ -171,13 +174,14 @@ class Boot:
 
 
 @asynccontextmanager
-async def boot(guest: Guest, tmp: Path, env: dict[str, str], forwards: list[int]) -> AsyncIterator[Boot]:
+async def boot(guest: Guest, tmp: Path, env: dict[str, str], forwards: list[int],
+               files: dict[str, str] | None = None) -> AsyncIterator[Boot]:
     """Boot the guest with `env` as its scenario; `forwards[i]` is the host port GUEST_PORTALS[i]
     reaches. QEMU is killed on leaving (the guest powers itself off when its scenario ends)."""
     base = guest.initrd.read_bytes()
     initrd = tmp / "initrd"
     # the kernel reads an uncompressed archive after a compressed one only at a 4-byte boundary
-    initrd.write_bytes(base + b"\0" * (-len(base) % 4) + scenario_cpio(env))
+    initrd.write_bytes(base + b"\0" * (-len(base) % 4) + scenario_cpio(env, files))
     net = "user,id=n0,restrict=on,ipv6=off"
     for addr, port in zip(GUEST_PORTALS, forwards, strict=False):
         # the relay's stdin, stdout *and stderr* are the guest's connection: nc's "can't connect"
