@@ -30,8 +30,14 @@ CHAP_MD5 = 5
 MD5_LENGTH = 16
 
 METHOD_NONE = "None"
+#: one-way CHAP only: an initiator asking the target to authenticate itself is refused, as ctld
+#: refused it (FreeNAS gave a CHAP target group's credentials no peer secret; issue #11 item 6)
 METHOD_CHAP = "CHAP"
+#: mutual CHAP only: one-way is refused (stricter than ctld, which accepted it; docs/api.md)
 METHOD_CHAP_MUTUAL = "CHAP Mutual"
+#: CHAP required, one-way or mutual as the initiator asks (mutual answered when the credential has
+#: a peer user): what ctld derived from an auth group holding credentials whose method was "None"
+METHOD_CHAP_DERIVED = "CHAP (from the auth group)"
 
 CHAP_KEYS = frozenset({"CHAP_A", "CHAP_I", "CHAP_C", "CHAP_N", "CHAP_R"})
 
@@ -153,6 +159,8 @@ class ChapAuthenticator:
         mutual = "CHAP_I" in chap or "CHAP_C" in chap
         if self.policy.method == METHOD_CHAP_MUTUAL and not mutual:
             raise AuthFailed("policy requires mutual CHAP")
+        if self.policy.method == METHOD_CHAP and mutual:
+            raise AuthFailed("policy is one-way CHAP: the target does not authenticate itself")
         self._state = _DONE
         self.mutual = mutual
         if not mutual:

@@ -1,6 +1,6 @@
 """Logical-unit state: identity (what INQUIRY reports), unit attentions per I_T nexus, the
 SPC-2 RESERVE/RELEASE reservation, persistent reservations, the changeable mode parameters, held
-EXTENDED COPY results, the sanitize state and the thin-provisioning threshold.
+EXTENDED COPY results, the sanitize state and the thin-provisioning soft thresholds.
 
 A `LogicalUnit` wraps one extent's `Backend`. `execute()` may run in several worker threads at
 once, so every mutation of the state here happens under `_state_lock` (short, never held during
@@ -14,13 +14,16 @@ snapshot without a lock.
 What the LU asks of the server goes through its `host` (`scsi.host.LuHost`, given at
 construction): nexus liveness, LUs beyond the session for EXTENDED COPY, keeping persistent
 reservations (APTPL), background work. What the server calls here: `pr_state()`/`load_pr_state()`
-(plain JSON-able data), `check_provisioning_threshold()` (housekeeping), `clock` (monotonic
-seconds), `stop_sanitize()` (before closing the backend) and `run_sanitize()` (blocking: the
-sanitize operation a SANITIZE command recorded, handed to `host.run_background`; sanitize_job.py).
+(plain JSON-able data), `check_provisioning_threshold()` (housekeeping), `pool_avail_threshold`
+(the global soft threshold, provisioning.py), `clock` (monotonic seconds), `stop_sanitize()`
+(before closing the backend) and `run_sanitize()` (blocking: the sanitize operation a SANITIZE
+command recorded, handed to `host.run_background`; sanitize_job.py).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import time
 from collections import deque
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field
 from ..storage.base import Backend, StorageError
 from .host import LuHost
 from .pr_state import PrState
-from .provisioning import ThresholdMonitor
+from .provisioning import THRESHOLD_CHECK_INTERVAL_S, ThresholdMonitor, available_bytes
 from .sanitize_job import SanitizeInProgress, SanitizeJob, SanitizeStopped
 from .sense import SenseReason, build_sense
 from .stats import IoCounters
@@ -44,6 +47,8 @@ NAA_REGISTERED_HEX_DIGITS = 16
 #: at most this many unit attentions wait per nexus; older ones are dropped first (SAM-5 §5.14:
 #: the device server may report the most recent/important ones only). Unit: conditions.
 MAX_PENDING_UNIT_ATTENTIONS = 16
+
+log = logging.getLogger("pyscsi_target.scsi")
 
 
 @dataclass
@@ -64,7 +69,8 @@ class LuIdentity:
     #: padded to 31 characters, and skips the padding when xen is set. We do the same in the
     #: T10 vendor ID designator of VPD page 0x83 (spec Part B, ctl.conf "device-id").
     xen: bool = False
-    #: thin-provisioning soft threshold: % of the extent in use that raises UA 38/07 (provisioning.py)
+    #: thin-provisioning soft threshold: UA 38/07 when the space available to the LU drops below
+    #: this % of its size (provisioning.py, issue #11 item 4)
     avail_threshold: int | None = None
 
     def naa_bytes(self) -> bytes | None:
@@ -139,7 +145,13 @@ class LogicalUnit:
         #: the sanitize operation running, or the last one (SBC-4 §4.11); see run_sanitize()
         self.sanitize_job: SanitizeJob | None = None
         self.clock: Callable[[], float] = time.monotonic
-        self._threshold = ThresholdMonitor(identity.avail_threshold)
+        #: the global `iscsi_pool_avail_threshold` (%), set by the server (provisioning.py)
+        self.pool_avail_threshold: int | None = None
+        self._avail = ThresholdMonitor(identity.avail_threshold)
+        self._pool = ThresholdMonitor(None)
+        self._space_lock = threading.Lock()
+        #: clock() time from which the next write measures the space left (after_write)
+        self._space_check_due = -math.inf
         #: this LU's command counters (scsi/stats.py), counted by the transport that answers; they
         #: outlive the sessions that used it (the server moves them to a reopened LU of the extent)
         self.stats = IoCounters()
@@ -399,24 +411,51 @@ class LogicalUnit:
             return build_sense(SenseReason.SANITIZE_COMMAND_FAILED, descriptor=descriptor)
         return None
 
-    # ---- thin-provisioning soft threshold (SBC-4 §4.7.3.7) ----------------------------------
+    # ---- thin-provisioning soft thresholds (SBC-4 §4.7.3.7, issue #11 items 2 and 4) ----------
 
     def after_write(self) -> None:
-        """Called by execute() after a command that changed the medium: measure the allocation
-        when it is due (provisioning.THRESHOLD_CHECK_INTERVAL_S)."""
-        if self.thin and self._threshold.due(self.clock()):
+        """Called by execute() after a command that changed the medium: measure the space left
+        when it is due (provisioning.THRESHOLD_CHECK_INTERVAL_S). The common case is one clock
+        read and one comparison."""
+        if self.clock() >= self._space_check_due:
             self.check_provisioning_threshold()
 
     def check_provisioning_threshold(self) -> bool:
-        """Measure now; True (and UA 38/07 to every nexus) when the threshold was just reached."""
-        if not self.thin or not self._threshold.enabled:
+        """Measure now (unless another thread is measuring); True, and UA 38/07 to every nexus,
+        when a threshold was just crossed. The thresholds are read from `identity` and
+        `pool_avail_threshold` at each measurement, so a change applies without a reopen."""
+        if not self._space_lock.acquire(blocking=False):
+            return False
+        try:
+            self._space_check_due = self.clock() + THRESHOLD_CHECK_INTERVAL_S
+            return self._measure_space()
+        finally:
+            self._space_lock.release()
+
+    def _measure_space(self) -> bool:
+        if self._avail.percent != self.identity.avail_threshold:
+            self._avail = ThresholdMonitor(self.identity.avail_threshold)
+        if self._pool.percent != self.pool_avail_threshold:
+            self._pool = ThresholdMonitor(self.pool_avail_threshold)
+        if not (self._avail.enabled or self._pool.enabled) or self.unavailable is not None:
             return False
         be = self.backend
         try:
-            used = be.allocated_bytes()
+            space = be.space()
+            allocated = be.allocated_bytes() if self._avail.enabled and self.thin else None
         except StorageError:
             return False  # a failed measurement must not fail the write that triggered it
-        if not self._threshold.crossed(used, be.size_bytes):
-            return False
-        self.add_unit_attention(SenseReason.THIN_PROVISIONING_SOFT_THRESHOLD_REACHED)
-        return True
+        fired = False
+        if space is not None and self._pool.crossed(space.free_bytes, space.total_bytes):
+            log.warning("LU %s: the file system holding it has %d of %d bytes free, below the pool "
+                        "threshold of %d %%", self.identity.serial, space.free_bytes, space.total_bytes,
+                        self._pool.percent)
+            fired = True
+        available = available_bytes(be.size_bytes, space, allocated)
+        if available is not None and self._avail.crossed(available, be.size_bytes):
+            log.warning("LU %s: %d of its %d bytes are available, below its threshold of %d %%",
+                        self.identity.serial, available, be.size_bytes, self._avail.percent)
+            fired = True
+        if fired:
+            self.add_unit_attention(SenseReason.THIN_PROVISIONING_SOFT_THRESHOLD_REACHED)
+        return fired

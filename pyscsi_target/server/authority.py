@@ -5,8 +5,9 @@ visibility (target groups on this portal), initiator ACLs (names and networks) a
 decided here, at the moment of each login (API changes apply to the next login, spec Part B.2.1).
 
 Everything fails closed (target-rules §5.4): a target group whose authorized-initiator id names
-no object admits nobody, an authentication method other than "None" means CHAP (protocol/chap.py)
-and an auth tag without credentials lets no CHAP login succeed. A target the initiator may not
+no object admits nobody, an authentication method other than "None" means CHAP (protocol/chap.py),
+so does an auth group holding credentials whatever the method (`effective_method`), and an auth
+tag without credentials lets no CHAP login succeed. A target the initiator may not
 reach through this portal is "not found" (0x0203) whether it exists elsewhere or not; one it may
 not reach from its name or address is "authorization failure" (0x0202). SendTargets lists exactly
 the targets a login would not refuse with either of those.
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 from ..model import Config, InitiatorGroup, Portal, TargetGroup
 from ..model.config import AUTH_NONE
 from ..protocol.authority import AuthPolicy, ChapSecret, LoginRefused, SendTargetsEntry
+from ..protocol.chap import METHOD_CHAP_DERIVED
 from .sendtargets import target_addresses
 
 if TYPE_CHECKING:
@@ -81,6 +83,18 @@ def chap_secrets(cfg: Config, tag: int | None) -> tuple[ChapSecret, ...]:
     return tuple(out)
 
 
+def effective_method(cfg: Config, method: str | None, tag: int | None) -> str:
+    """The authentication a login must pass (issue #11 item 6). ctld derived CHAP from the
+    credentials of the auth group, whatever the method said: an auth group holding credentials
+    with method "None" still required CHAP (one-way, or mutual when the credential has a peer
+    user). We fail closed the same way: any credential in the group, even one `chap_secrets`
+    drops as ambiguous, means CHAP."""
+    method = method or AUTH_NONE
+    if method == AUTH_NONE and cfg.credentials_with_tag(tag):
+        return METHOD_CHAP_DERIVED
+    return method
+
+
 class PortalAuthority:
     def __init__(
         self,
@@ -126,10 +140,10 @@ class PortalAuthority:
     def discovery_policy(self, initiator_name: str) -> AuthPolicy | LoginRefused:
         if self.portal_id not in self.cfg.portals:
             return SESSION_TYPE_UNSUPPORTED
-        method = self.portal.discoveryauthmethod or AUTH_NONE
+        group = self.portal.discoveryauthgroup
         return AuthPolicy(
-            method=method,
-            credentials=chap_secrets(self.cfg, self.portal.discoveryauthgroup),
+            method=effective_method(self.cfg, self.portal.discoveryauthmethod, group),
+            credentials=chap_secrets(self.cfg, group),
             tpgt=self.portal.tag,
         )
 
@@ -143,7 +157,7 @@ class PortalAuthority:
         if not self._visible(group, initiator_name):
             return AUTHORIZATION_FAILURE
         return AuthPolicy(
-            method=group.authtype or AUTH_NONE,
+            method=effective_method(self.cfg, group.authtype, group.authgroup),
             credentials=chap_secrets(self.cfg, group.authgroup),
             tpgt=self.portal.tag,
             alias=target.alias,

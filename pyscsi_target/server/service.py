@@ -348,6 +348,7 @@ class TargetService:
             if old_live is not None:
                 live.lu.stats = old_live.lu.stats
         self.extents.update(opened)
+        _follow_pool_threshold(self.extents.values(), new)
         self.config = new
         self._portal_of = dict(want)
         self._lun_maps = self._build_lun_maps(new)
@@ -409,6 +410,8 @@ class TargetService:
                 g.portalgroup == h.portal.id for g in cfg.groups_of_target(h.target_id)
             ):
                 reason = "target no longer reachable through this portal"
+            elif _target_renamed(h, cfg):
+                reason = "target renamed"
             if reason and self._nursery is not None:
                 self._nursery.start_soon(h.request_logout, reason)
 
@@ -491,6 +494,25 @@ class TargetService:
 
     def addresses(self) -> Iterable[Address]:
         return [lst.sock.getsockname()[:2] for lst in self.listeners.values()]
+
+
+def _follow_pool_threshold(lives: Iterable[LiveExtent], cfg: Config) -> None:
+    """Every LU measures against the current `iscsi_pool_avail_threshold` (issue #11 item 2); the
+    extent's own `avail_threshold` travels in its identity, which `_switch` replaces."""
+    percent = cfg.global_config.pool_avail_threshold
+    for live in lives:
+        live.lu.pool_avail_threshold = percent
+
+
+def _target_renamed(h: ConnectionHandler, cfg: Config) -> bool:
+    """The session's target now has another IQN (its name changed, or `iscsi_basename` did, which
+    renames every target without an iqn./eui./naa. name): the session ends as for a deleted
+    target (issue #11 item 7); a new login uses the new name. IQNs compare case-insensitively
+    (RFC 3722)."""
+    if h.target_id is None or h.login is None or h.login.target_name is None:
+        return False
+    target = cfg.targets.get(h.target_id)
+    return target is not None and cfg.target_iqn(target).lower() != h.login.target_name.lower()
 
 
 def _resizable(ext: Extent) -> bool:

@@ -12,6 +12,7 @@ from .base import (
     NoSpace,
     OutOfRange,
     ReadOnly,
+    Space,
     StorageError,
     WouldBlock,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "NoSpace",
     "OutOfRange",
     "ReadOnly",
+    "Space",
     "StorageError",
     "WouldBlock",
     "open_backend",

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 from collections.abc import Iterator
 
 from . import _posix
 from ._common import ClosedGuard, FaultLatch, Run, StallGuard, blocks_in, byte_view, check_block_size
-from .base import Backend, Buffer, MediumError, NoSpace, ReadOnly, WouldBlock
+from .base import Backend, Buffer, MediumError, NoSpace, ReadOnly, Space, WouldBlock
 
 #: `_view_min` of a backend that never serves reads as views of a mapping
 NO_VIEWS = sys.maxsize
@@ -120,6 +121,18 @@ class DescriptorBackend(Backend):
         SEEK_DATA/SEEK_HOLE; a block device reports all mapped)."""
         self._readable(lba, nblocks)
         return iter(_posix.allocation_runs(self._fd, lba, nblocks, self.block_size))
+
+    def space(self) -> Space | None:
+        """statvfs of the file system holding a regular file (a File extent, or a file standing
+        in for a device); None for a real block device (issue #11 item 2)."""
+        self._closed.check()
+        try:
+            if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+                return None
+            vfs = os.fstatvfs(self._fd)
+        except OSError as err:
+            raise MediumError(f"{self.path}: statvfs failed: {err.strerror}") from err
+        return Space(vfs.f_bavail * vfs.f_frsize, vfs.f_blocks * vfs.f_frsize)
 
     def clear_fault(self) -> None:
         self._latch.clear()

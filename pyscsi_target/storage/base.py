@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 Buffer = bytes | bytearray | memoryview
 
@@ -52,6 +53,15 @@ class WouldBlock(Exception):
     """`read_nowait()`: the data is not in memory, reading it means waiting for the medium.
     Not a StorageError (it is no failure and has no sense data): the caller retries with
     `read()` where waiting is acceptable (a worker thread)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Space:
+    """The file system (or pool) holding an extent's storage, for the soft thresholds of issue
+    #11 items 2 and 4: bytes still free for writing (statvfs f_bavail) and its whole size."""
+
+    free_bytes: int
+    total_bytes: int
 
 
 class Backend(ABC):
@@ -129,6 +139,12 @@ class Backend(ABC):
         provisioned backend reports its whole size); a backend may answer more cheaply."""
         mapped = sum(n for _, n, is_mapped in self.allocation(0, self.num_blocks) if is_mapped)
         return mapped * self.block_size
+
+    def space(self) -> Space | None:
+        """The file system holding the storage (free and total bytes), None when the backend has
+        none it can report (memory, a real block device: its device node's file system says
+        nothing about the device). Blocking (a statvfs); may raise StorageError."""
+        return None
 
     @property
     def supports_unmap(self) -> bool:

@@ -199,15 +199,41 @@ async def test_mutual_chap(site: Site) -> None:
     assert not ok and AUTH_FAILURE in out, out
 
 
-async def test_mutual_chap_is_offered_on_a_one_way_target_when_the_credential_has_a_peer(site: Site) -> None:
-    """A CHAP (one-way) target group still answers an initiator that wants to verify it, if the
-    credential has a peer user (LIO allows one-way auth when mutual is configured, and the reverse)."""
+async def test_a_one_way_chap_target_refuses_a_mutual_request(site: Site) -> None:
+    """Issue #11 item 6 (docs/api.md): method CHAP is one-way, as ctld had it (FreeNAS gave a CHAP
+    group's credentials no peer secret): an initiator asking the target to authenticate itself is
+    refused (0x0201), even when the credential has a peer user; one-way logs in."""
     await site.api.put(f"{ISCSI}/targetgroup/{site.objects['group-chap-portal']['id']}/",
                        {"iscsi_target_authgroup": 2})
     ok, out = await inq(site.url("chap", BOB, BOB_SECRET, target_user=TARGET_BOB, target_secret=TARGET_BOB_SECRET))
-    assert ok, out
+    assert not ok and AUTH_FAILURE in out, out
     ok, out = await inq(site.url("chap", BOB, BOB_SECRET))
     assert ok, out
+
+
+async def test_an_auth_group_with_credentials_requires_chap_whatever_the_method(site: Site) -> None:
+    """Issue #11 item 6: ctld derived CHAP from the auth group's credentials, so method "None" with
+    an auth group holding credentials required CHAP (one-way, or mutual where the credential has a
+    peer user). Fail closed: no login without them, for targets and for discovery."""
+    group = f"{ISCSI}/targetgroup/{site.objects['group-open-portal']['id']}/"
+    reply = await site.api.put(group, {"iscsi_target_authtype": "None", "iscsi_target_authgroup": 2})
+    assert reply.status == 200, reply.body
+    ok, out = await inq(site.url("open"))
+    assert not ok and AUTH_FAILURE in out, out
+    ok, out = await inq(site.url("open", CAROL, CAROL_SECRET))  # a credential of another group
+    assert not ok and AUTH_FAILURE in out, out
+    ok, out = await inq(site.url("open", BOB, BOB_SECRET))
+    assert ok, out
+    ok, out = await inq(site.url("open", BOB, BOB_SECRET, target_user=TARGET_BOB, target_secret=TARGET_BOB_SECRET))
+    assert ok, out
+    portal = f"{ISCSI}/portal/{site.objects['portal']['id']}/"
+    reply = await site.api.put(portal, {"iscsi_target_portal_discoveryauthmethod": "None",
+                                        "iscsi_target_portal_discoveryauthgroup": 1})
+    assert reply.status == 200, reply.body
+    status, names = await listed(site.discovery_url())
+    assert status != 0 and names == []
+    assert await listed(site.discovery_url(ALICE, ALICE_SECRET)) == (
+        0, iqns("chap", "mutual", "named", "netallow", "open"))
 
 
 # ---- initiator ACLs ----------------------------------------------------------------------------

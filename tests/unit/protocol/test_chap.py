@@ -8,7 +8,13 @@ import hashlib
 import pytest
 
 from pyscsi_target.protocol.authority import AuthPolicy, ChapSecret
-from pyscsi_target.protocol.chap import AuthFailed, ChapAuthenticator, chap_response, decode_binary
+from pyscsi_target.protocol.chap import (
+    METHOD_CHAP_DERIVED,
+    AuthFailed,
+    ChapAuthenticator,
+    chap_response,
+    decode_binary,
+)
 
 CRED = ChapSecret("alice", "alice-secret-16b", "bob", "bob-secret-12345")
 CHALLENGE = bytes(range(16))
@@ -103,9 +109,37 @@ def test_policy_mutual_requires_the_initiator_to_ask() -> None:
         auth.handle([("CHAP_N", "alice"), ("CHAP_R", good_response())])
 
 
+def test_policy_chap_refuses_a_mutual_request() -> None:
+    """Issue #11 item 6: with method CHAP, FreeNAS gave ctld no peer secret, and ctld refused an
+    initiator asking the target to authenticate itself; so do we, even when the credential has a
+    peer user."""
+    auth = authenticator("CHAP")
+    to_challenge(auth)
+    with pytest.raises(AuthFailed):
+        auth.handle([("CHAP_N", "alice"), ("CHAP_R", good_response()), ("CHAP_I", "1"),
+                     ("CHAP_C", "0x" + "22" * 16)])
+
+
+def test_chap_derived_from_the_auth_group_takes_one_way_or_mutual() -> None:
+    """Issue #11 item 6: method None with credentials in the auth group (ctld's derived group)."""
+    auth = authenticator(METHOD_CHAP_DERIVED)
+    assert auth.requires_auth()
+    to_challenge(auth)
+    assert auth.handle([("CHAP_N", "alice"), ("CHAP_R", good_response())]) == []
+    auth = authenticator(METHOD_CHAP_DERIVED)
+    to_challenge(auth)
+    theirs = b"\x66" * 16
+    answers = dict(auth.handle([("CHAP_N", "alice"), ("CHAP_R", good_response()), ("CHAP_I", "9"),
+                                ("CHAP_C", "0x" + theirs.hex())]))
+    assert answers == {"CHAP_N": "bob", "CHAP_R": "0x" + chap_response(9, CRED.peersecret, theirs).hex()}
+    auth = authenticator(METHOD_CHAP_DERIVED)
+    with pytest.raises(AuthFailed):
+        auth.finish_without_keys()  # the security stage cannot be skipped
+
+
 def test_mutual_needs_a_peer_credential_distinct_from_the_initiator_secret() -> None:
     for cred in (ChapSecret("alice", CRED.secret), ChapSecret("alice", CRED.secret, "bob", CRED.secret)):
-        auth = authenticator("CHAP", (cred,))
+        auth = authenticator(METHOD_CHAP_DERIVED, (cred,))
         to_challenge(auth)
         with pytest.raises(AuthFailed):
             auth.handle([("CHAP_N", "alice"), ("CHAP_R", good_response()), ("CHAP_I", "1"),

@@ -16,6 +16,7 @@ from pyscsi_target.model import (
     TargetGroup,
 )
 from pyscsi_target.protocol.authority import AuthPolicy, ChapSecret, LoginRefused, SendTargetsEntry
+from pyscsi_target.protocol.chap import METHOD_CHAP_DERIVED
 from pyscsi_target.server.authority import PortalAuthority, initiator_allowed
 from pyscsi_target.server.sessions import SessionRegistry
 
@@ -168,6 +169,26 @@ def test_discovery_policy_comes_from_the_portal() -> None:
     assert authority(2).discovery_policy(BOB) == AuthPolicy(method="CHAP", tpgt=2, credentials=(
         ChapSecret("u6", "secret-six-006", "peer6", "peer-six-0006"),))
     assert refused(authority(7).discovery_policy(BOB)) == (2, 0x09)  # the portal was deleted
+
+
+def test_an_auth_group_with_credentials_requires_chap_whatever_the_method() -> None:
+    """Issue #11 item 6: ctld derived CHAP from the auth group's credentials; method None with a
+    group that holds some (even only ambiguous ones) still requires CHAP. An empty group does not."""
+    cfg = config()
+    cfg.targetgroups[1].authgroup = 5
+    cfg.portals[1].discoveryauthgroup = 6
+    auth = authority(cfg=cfg)
+    target = auth.target_policy(f"{BASE}:open", BOB)
+    assert isinstance(target, AuthPolicy) and target.method == METHOD_CHAP_DERIVED
+    assert [c.user for c in target.credentials] == ["u5", "u5b"]
+    discovery = auth.discovery_policy(BOB)
+    assert isinstance(discovery, AuthPolicy) and discovery.method == METHOD_CHAP_DERIVED
+    cfg.auths[4] = AuthCredential(4, 5, "u5", "another-secret-5")  # u5 ambiguous: dropped, still CHAP
+    cfg.auths.pop(2)
+    target = auth.target_policy(f"{BASE}:open", BOB)
+    assert isinstance(target, AuthPolicy) and (target.method, target.credentials) == (METHOD_CHAP_DERIVED, ())
+    cfg.targetgroups[1].authgroup = 42  # a tag without credentials: as FreeNAS, no authentication
+    assert auth.target_policy(f"{BASE}:open", BOB) == AuthPolicy(method="None", credentials=(), tpgt=1)
 
 
 def test_changes_apply_to_the_next_question() -> None:
