@@ -46,8 +46,15 @@ from .base import (
 
 #: librbd options every connection sets (see the module docstring for why)
 CLIENT_OPTIONS = {
+    # no client-side cache: several gateways may serve one image (docs/scale-out.md), and a
+    # gateway's cached blocks would be stale after another's write; durability is then plain
+    "rbd_cache": "false",
     "rbd_skip_partial_discard": "false",
     "rbd_discard_on_zeroed_write_same": "false",
+    # an operation the cluster does not answer fails (ETIMEDOUT: a MEDIUM ERROR sense) instead of
+    # hanging forever; tcmu-runner's rbd handler sets the same with its osd_op_timeout
+    "rados_osd_op_timeout": "30",
+    "rados_mon_op_timeout": "30",
 }
 #: seconds a connection attempt to the monitors may take (rados `connect(timeout=)`)
 CONNECT_TIMEOUT_S = 10.0
@@ -116,7 +123,10 @@ class RbdCluster:
             try:
                 for key, value in CLIENT_OPTIONS.items():
                     handle.conf_set(key, value)
-                handle.connect(timeout=int(max(1, timeout)))
+                # connect(timeout=) of pacific's binding does not bound the wait for the monitors
+                # (300 s measured): client_mount_timeout does
+                handle.conf_set("client_mount_timeout", str(max(1, int(timeout))))
+                handle.connect()
             except rados.Error as exc:
                 handle.shutdown()
                 raise ClusterUnavailable(f"cannot reach the Ceph cluster ({self.conffile or 'default conf'}): "
