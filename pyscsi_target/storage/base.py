@@ -148,6 +148,12 @@ class Backend(ABC):
         """True if unmap really deallocates (thin provisioning)."""
         return False
 
+    @property
+    def unmap_granularity(self) -> int:
+        """Bytes, aligned to this size from LBA 0, that `unmap` deallocates as a whole; a smaller
+        piece may be zeroed but stay mapped. Default: one block."""
+        return self.block_size
+
     def resize(self, size_bytes: int) -> None:
         raise StorageError("this backend cannot be resized")
 

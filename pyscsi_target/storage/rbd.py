@@ -225,6 +225,7 @@ class RbdBackend(Backend):
         self.identity = identity
         self._image = image
         self._size = int(image.size())
+        self._object_size = int(image.stat()["obj_size"])
         self._closed = ClosedGuard(f"RBD image {name}")
 
     @property
@@ -234,6 +235,11 @@ class RbdBackend(Backend):
     @property
     def supports_unmap(self) -> bool:
         return True
+
+    @property
+    def unmap_granularity(self) -> int:
+        """The image's object size: a discard of part of an object zeroes it, the object stays."""
+        return self._object_size
 
     def _range(self, lba: int, nblocks: int) -> tuple[int, int]:
         self._closed.check()
