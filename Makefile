@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test setup system-deps lint unit conformance clean guest test-linux-initiator
+.PHONY: run test setup system-deps ceph-deps lint unit conformance clean guest test-linux-initiator test-rbd ceph-cluster
 
 # ---- set-up ------------------------------------------------------------------------------------
 $(STAMP): pyproject.toml
@@ -32,11 +32,20 @@ system-deps:
 	@command -v systemd-analyze >/dev/null || ./scripts/apt-install systemd
 	@command -v qemu-system-x86_64 >/dev/null || ./scripts/apt-install qemu-system-x86
 
+# Ceph for RBD extents and their tests (issue #15): the daemons of the private single-node test
+# cluster (tests/rbd/cluster.py: ceph-mon, ceph-osd; `ceph`/`rbd` from ceph-common) and Debian's
+# Python bindings, made visible to the venv by scripts/ceph-bindings (links to just rados/rbd, a .pth).
+ceph-deps: setup
+	@command -v ceph-mon >/dev/null && command -v ceph-osd >/dev/null && command -v rbd >/dev/null \
+	  && ls /usr/lib/python3/dist-packages/rbd.cpython-*.so >/dev/null 2>&1 \
+	  || ./scripts/apt-install ceph-mon ceph-osd ceph-common python3-rados python3-rbd
+	@./scripts/ceph-bindings $(VENV)
+
 # ---- the two commands --------------------------------------------------------------------------
 run: setup
 	$(VENV)/bin/pyscsi-target serve --demo $(ARGS)
 
-test: setup system-deps lint
+test: setup system-deps ceph-deps lint
 	./scripts/pytest-ok $(PY) -m pytest -q $(ARGS)
 
 # ---- pieces ------------------------------------------------------------------------------------
@@ -56,6 +65,15 @@ guest: setup system-deps
 # Only the Linux-initiator tests (3 QEMU boots, a few minutes on 2 cores); -s shows the checks.
 test-linux-initiator: setup system-deps guest
 	./scripts/pytest-ok $(PY) -m pytest -q -s -m linux_initiator tests/linux_initiator $(ARGS)
+
+# the RBD tests alone, on a private Ceph cluster started for the session (CI=true: fail, not skip)
+test-rbd: setup system-deps ceph-deps
+	./scripts/pytest-ok $(PY) -m pytest -q tests/rbd tests/conformance/test_rbd_suite.py $(ARGS)
+	./scripts/pytest-ok $(PY) -m pytest -q tests/unit/storage/test_contract.py -k rbd $(ARGS)
+
+# a private Ceph cluster in ./ceph-cluster until Ctrl-C (prints its conf: --ceph-conf FILE)
+ceph-cluster: setup ceph-deps
+	$(PY) -m tests.rbd.cluster ceph-cluster
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

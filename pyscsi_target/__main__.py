@@ -52,6 +52,12 @@ def parser() -> argparse.ArgumentParser:
                    help="where Disk/ZVOL extents are looked up (default %(default)s)")
     s.add_argument("--allow-file-devices", action="store_true",
                    help="accept regular files under the device root as Disk/ZVOL extents (tests, stand-ins)")
+    s.add_argument("--ceph-conf", default=None, metavar="FILE",
+                   help="Ceph configuration of the cluster of RBD extents (default: librados's search, "
+                        "$CEPH_CONF, /etc/ceph/ceph.conf)")
+    s.add_argument("--ceph-id", default=None, metavar="NAME",
+                   help="Ceph client name without 'client.' (default admin); its keyring is found the "
+                        "usual way (the conf's keyring, /etc/ceph/ceph.client.NAME.keyring)")
     s.add_argument("--demo", action="store_true",
                    help="if the configuration is empty, create a demo target with a 1 GiB LUN")
     s.add_argument("--demo-portal", default=DEFAULT_DEMO_PORTAL, help="portal of the demo target (default %(default)s)")
@@ -149,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         extent_roots=args.extent_root,
         device_root=args.device_root,
         allow_file_devices=args.allow_file_devices,
+        ceph_conf=args.ceph_conf,
+        ceph_id=args.ceph_id,
         demo=args.demo,
         demo_portal=args.demo_portal,
         log_level=args.log_level,

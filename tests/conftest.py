@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.rbd.fixtures import ceph_cluster, rbd_cluster  # noqa: F401 - session fixtures for every suite
 from tests.support import Running, demo_options, start
 
 

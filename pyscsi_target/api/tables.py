@@ -31,7 +31,7 @@ TAG_MAX = 65535
 #: Threshold percentages (spec Part A §2.1/§2.2).
 PERCENT_MIN = 1
 PERCENT_MAX = 99
-#: Extent type on input: File or Disk; ZVOL (what GET returns for a zvol) is read as Disk. Every
+#: Extent type on input: File, Disk or RBD (issue #15); ZVOL (what GET returns for a zvol) is read as Disk. Every
 #: kind's type names, from the table of kinds (model/kinds.py).
 EXTENT_TYPES = api_types()
 TARGET_MODES = ("iscsi", "fc", "both")
@@ -55,13 +55,14 @@ EXTENT = (
     Field("iscsi_target_extent_name", STRING, "Unique name of the extent; no double quotes.",
           attr="name", max_length=NAME_MAX),
     Field("iscsi_target_extent_type", STRING,
-          "File or Disk on input (ZVOL is read as Disk); File, Disk or ZVOL on output.",
+          "File, Disk or RBD on input (ZVOL is read as Disk); File, Disk, ZVOL or RBD on output.",
           attr="type", choices=EXTENT_TYPES),
     Field("iscsi_target_extent_disk", STRING,
           "Disk extents: the device under the device root, e.g. zvol/tank/vol1. Input only.",
           attr="disk", default=None, nullable=True, write_only=True, max_length=PATH_MAX),
     Field("iscsi_target_extent_path", STRING,
-          "File extents: absolute path inside an extent root. Disk/ZVOL: the device path (output).",
+          "File extents: absolute path inside an extent root. Disk/ZVOL: the device path (output). "
+          "RBD: the image as pool/image, on the cluster of --ceph-conf/--ceph-id.",
           attr="path", default="", max_length=PATH_MAX),
     Field("iscsi_target_extent_filesize", STRING,
           'Size: "0" = the existing file\'s size, bytes, or a number with B/KB/MB/GB/TB/PB (1024-based).'

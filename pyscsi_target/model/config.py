@@ -119,7 +119,7 @@ class TargetGroup:
 class Extent:
     id: int
     name: str
-    type: str  # EXTENT_FILE / EXTENT_DISK / EXTENT_ZVOL
+    type: str  # EXTENT_FILE / EXTENT_DISK / EXTENT_ZVOL / "RBD" (model/extent_rbd.py)
     path: str  # absolute path of the backing file or device
     filesize: str = "0"  # as the API keeps it: "0" (auto) or bytes / "10MB" (normalised by api/)
     blocksize: int = 512

@@ -73,13 +73,18 @@ FORBIDDEN_TREES = ("/proc", "/sys")
 
 @dataclass(frozen=True)
 class StoragePolicy:
-    """Where extents may live (the server's --extent-root, --device-root, --allow-file-devices)."""
+    """Where extents may live (the server's --extent-root, --device-root, --allow-file-devices)
+    and how the Ceph cluster of RBD extents is reached (--ceph-conf, --ceph-id)."""
 
     extent_roots: tuple[str, ...]
     device_root: str = "/dev"
     #: accept regular files as Disk/ZVOL extents (tests and stand-ins; spec Part B §B.2.6 as
     #: issue #10 item 1 restricts it)
     allow_file_devices: bool = False
+    #: RBD extents (issue #15): the Ceph configuration file (None: librados's default search,
+    #: $CEPH_CONF, /etc/ceph/ceph.conf, ...) and the client name without "client." (None: admin)
+    ceph_conf: str | None = None
+    ceph_id: str | None = None
 
 
 def within(path: str, root: str) -> bool:

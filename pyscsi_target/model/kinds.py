@@ -2,7 +2,7 @@
 
 Stdlib only. Every extent kind is one `ExtentKind` row in `KINDS`: the API type names it answers
 to, its validation (which normalises the extent in place), the model attribute that names its
-storage (`path` for File, `disk` for Disk/ZVOL: the field a refusal about its storage names), the
+storage (`path` for File and RBD, `disk` for Disk/ZVOL: the field a refusal about its storage names), the
 identity flags the LUN reports (`thin`), whether `filesize` applies (and a change resizes the live
 extent), and the names under which two extents are "the same storage" (issue #10 item 3). Nothing
 else in model/, api/ or server/ compares `Extent.type` with a type name: they look the row up.
@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from . import extents
+from . import extent_rbd, extents
 from .config import EXTENT_DISK, EXTENT_FILE, EXTENT_ZVOL, Config, Extent
 from .extents import Errors, StoragePolicy
 
@@ -49,6 +49,9 @@ class ExtentKind:
     names: Callable[[Extent], frozenset[Hashable]]
     #: the message when (ext, other, other's kind) would share storage
     used_by: Callable[[Extent, Extent, ExtentKind | None], str]
+    #: storage reached over a network that may come back by itself (a Ceph cluster): a NOT READY
+    #: LU of this kind is retried on a timer, not only at the next apply
+    remote: bool = False
 
 
 def path_names(ext: Extent) -> frozenset[Hashable]:
@@ -79,8 +82,19 @@ DEVICE = ExtentKind(
     thin=False, resizable=False, names=path_names, used_by=_device_used_by,
 )
 
+
+
+def _rbd_used_by(ext: Extent, other: Extent, other_kind: ExtentKind | None) -> str:
+    return f'RBD image "{ext.path}" is already used by extent "{other.name}".'
+
+
+RBD = ExtentKind(
+    name="rbd", api_types=(extent_rbd.EXTENT_RBD,), check=extent_rbd.check_rbd, location=PATH,
+    thin=True, resizable=True, names=extent_rbd.rbd_names, used_by=_rbd_used_by, remote=True,
+)
+
 #: every kind, in the order the API lists their type names
-KINDS: tuple[ExtentKind, ...] = (FILE, DEVICE)
+KINDS: tuple[ExtentKind, ...] = (FILE, DEVICE, RBD)
 _BY_TYPE = {t: kind for kind in KINDS for t in kind.api_types}
 
 #: the model attribute -> the API field of the errors `check_extent` reports about it, until

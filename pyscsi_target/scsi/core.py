@@ -4,7 +4,8 @@
     → capability (write protection) → handler → thin-provisioning threshold
 
 and turn every `CheckCondition` and every `StorageError` into CHECK CONDITION + sense here, in
-one place. Nothing an initiator can send makes `execute()` raise. `reservation_conflict()` is the
+one place (for a command on an asynchronous backend, in its `Pending.finish`). Nothing an
+initiator can send makes `execute()` raise. `reservation_conflict()` is the
 one place where both reservation models are applied: SPC-2 RESERVE (SPC-2 §5.5.1) and the
 persistent reservation conflict table (SPC-4 §5.13.1 table 66, SBC-4 §4.17 table 13), including
 the SPC-4 §5.13.3 exceptions for RESERVE/RELEASE while registrations exist.
@@ -12,7 +13,8 @@ the SPC-4 §5.13.3 exceptions for RESERVE/RELEASE while registrations exist.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 
 from ..storage.base import FlushFailed, MediumError, NoSpace, OutOfRange, ReadOnly, StorageError, WouldBlock
 from .cdb import check_usage
@@ -21,7 +23,7 @@ from .lu import SANITIZE_IDLE, SANITIZE_RUNNING, LogicalUnit
 from .sanitize_job import SanitizeInProgress
 from .sense import CheckCondition, SenseReason, invalid_cdb
 from .table import find, lookup
-from .types import CHECK_CONDITION, GOOD, RESERVATION_CONFLICT, ScsiRequest, ScsiResult
+from .types import CHECK_CONDITION, GOOD, RESERVATION_CONFLICT, Pending, ScsiRequest, ScsiResult
 
 
 def execute(req: ScsiRequest, luns: Mapping[int, LogicalUnit], *, nowait: bool = False) -> ScsiResult:
@@ -50,6 +52,11 @@ def execute(req: ScsiRequest, luns: Mapping[int, LogicalUnit], *, nowait: bool =
             if nowait and not spec.nowait and _may_block(spec, req.cdb, lu):
                 raise WouldBlock  # the handler has not run: nothing changed
             result = spec.handler(Task(req, lu, luns, spec, nowait))
+            if result.pending is not None:  # asynchronous I/O started: its end is mapped by _finish
+                pending = result.pending
+                result.pending = Pending(functools.partial(_start, pending.start),
+                                         functools.partial(_finish, pending.finish, req.cdb, spec, lu))
+                return result
             if lu is not None and spec.writes and result.status == GOOD:
                 lu.after_write()
     except CheckCondition as cc:
@@ -58,6 +65,31 @@ def execute(req: ScsiRequest, luns: Mapping[int, LogicalUnit], *, nowait: bool =
         result = _check_condition(CheckCondition(storage_reason(exc, spec)), lu)
     if result.transfer_length is None and lu is not None:
         result.transfer_length = _data_out_bytes(req.cdb, spec, lu.backend.block_size)
+    return result
+
+
+def _start(start: Callable[[Callable[[object], None]], None], done: Callable[[object], None]) -> None:
+    """Start a Pending command's I/O; a StorageError raised at once is its outcome."""
+    try:
+        start(done)
+    except StorageError as exc:
+        done(exc)
+
+
+def _finish(finish: Callable[[object], ScsiResult], cdb: bytes, spec: CommandSpec, lu: LogicalUnit | None,
+            outcome: object) -> ScsiResult:
+    """The end of a Pending command, as execute() ends every other one: its handler's result, or
+    the sense of its StorageError (mapped here too, in the one place), then the write's upkeep."""
+    try:
+        result = finish(outcome)
+        if lu is not None and spec.writes and result.status == GOOD:
+            lu.after_write()
+    except CheckCondition as cc:
+        result = _check_condition(cc, lu)
+    except StorageError as exc:
+        result = _check_condition(CheckCondition(storage_reason(exc, spec)), lu)
+    if result.transfer_length is None and lu is not None:
+        result.transfer_length = _data_out_bytes(cdb, spec, lu.backend.block_size)
     return result
 
 

@@ -82,8 +82,10 @@ def _exit_failure_mode(task: Task) -> ScsiResult:
 
 
 def _chunks(be: Backend) -> Iterator[tuple[int, int]]:
-    """(lba, nblocks) over the whole medium, SANITIZE_CHUNK_BYTES at a time."""
-    per_chunk = max(1, SANITIZE_CHUNK_BYTES // be.block_size)
+    """(lba, nblocks) over the whole medium, SANITIZE_CHUNK_BYTES at a time, or the backend's
+    unmap granularity when that is larger (an RBD object: a smaller piece is zeroed, not
+    deallocated, and BLOCK ERASE must leave every block deallocated, SBC-4 §5.30.4)."""
+    per_chunk = max(1, max(SANITIZE_CHUNK_BYTES, be.unmap_granularity) // be.block_size)
     total = be.num_blocks
     for lba in range(0, total, per_chunk):
         yield lba, min(per_chunk, total - lba)

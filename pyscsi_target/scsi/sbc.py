@@ -6,19 +6,22 @@ READ hands the backend's buffer straight to the transport (no copy); WRITE passe
 slice of exactly the CDB's blocks. With `Task.nowait` (on the event loop) both only proceed when
 they need not wait for the medium, else they raise storage.WouldBlock before anything changed:
 a READ of data outside the page cache, a synchronous (FUA or WCE=0) WRITE, a WRITE while
-recent writes stalled. Durability follows rules §4.1: FUA=1, or WCE=0
+recent writes stalled. On an `asynchronous` backend (Ceph RBD) both start the backend's
+asynchronous I/O instead and return a `Pending` result (FUA or WCE=0: the write, then a flush,
+before the completion). Durability follows rules §4.1: FUA=1, or WCE=0
 (write-through), writes with `write_fua`; SYNCHRONIZE CACHE flushes the range.
 """
 
 from __future__ import annotations
 
+import functools
 import struct
 
-from ..storage.base import WouldBlock
+from ..storage.base import StorageError, WouldBlock
 from .cdb import LBA10, LBA12, LBA16, allocation_truncate, check_range, lba_and_length, u16, u32, u64
 from .command import Task
 from .sense import invalid_cdb
-from .types import ScsiResult
+from .types import Pending, ScsiResult
 from .vpd import max_transfer_blocks
 
 #: READ CAPACITY(10) RETURNED LOGICAL BLOCK ADDRESS when the capacity needs READ CAPACITY(16)
@@ -98,6 +101,8 @@ def read(task: Task) -> ScsiResult:
     if nblocks == 0:
         return ScsiResult()
     backend = task.lu.backend
+    if task.nowait and backend.asynchronous:
+        return ScsiResult(pending=Pending(functools.partial(backend.read_async, lba, nblocks), _read_done))
     # on the event loop only from the page cache: WouldBlock sends the command to a thread
     return ScsiResult(data=backend.read_nowait(lba, nblocks) if task.nowait else backend.read(lba, nblocks))
 
@@ -109,6 +114,10 @@ def write(task: Task) -> ScsiResult:
     lu = task.lu
     block_size = lu.backend.block_size
     data = task.write_blocks(nblocks, block_size)
+    if data and task.nowait and lu.backend.asynchronous:
+        fua = bool(size != 6 and task.cdb[1] & FUA) or not lu.mode.wce
+        return ScsiResult(pending=Pending(functools.partial(lu.backend.write_async, lba, data, fua),
+                                          functools.partial(_write_done, nblocks * block_size)))
     if data:
         if (size != 6 and task.cdb[1] & FUA) or not lu.mode.wce:
             if task.nowait:
@@ -119,6 +128,21 @@ def write(task: Task) -> ScsiResult:
         else:
             lu.backend.write(lba, data)
     return ScsiResult(transfer_length=nblocks * block_size)  # = write_data_length(), for residuals
+
+
+def _read_done(outcome: object) -> ScsiResult:
+    """The completion of an asynchronous READ: the data, or the backend's StorageError."""
+    if isinstance(outcome, StorageError):
+        raise outcome
+    assert isinstance(outcome, memoryview)
+    return ScsiResult(data=outcome)
+
+
+def _write_done(transfer_length: int, outcome: object) -> ScsiResult:
+    """The completion of an asynchronous WRITE: None, or the backend's StorageError."""
+    if isinstance(outcome, StorageError):
+        raise outcome
+    return ScsiResult(transfer_length=transfer_length)
 
 
 def synchronize_cache(task: Task) -> ScsiResult:

@@ -3,7 +3,7 @@
 The iSCSI layer builds a `ScsiRequest` once all of a command's Data-Out has arrived, calls
 `scsi.execute(request, luns)` and turns the `ScsiResult` into Data-In / SCSI Response PDUs. What a
 command asks of its own transport beyond its status is a typed field of the result (`final`,
-`preempted`; None on every other command, so the hot path allocates nothing for them); what the
+`preempted`, `pending`; None on every other command, so the hot path allocates nothing for them); what the
 core asks of the fabric as a whole goes through the LU's host (scsi/host.py).
 """
 
@@ -38,6 +38,18 @@ class Nexus:
 
 
 @dataclass(slots=True)
+class Pending:
+    """A command whose I/O completes on the storage's own threads (a backend that is
+    `asynchronous`: Ceph RBD's aio, issue #15). The transport calls `start(done)` once; the
+    backend calls `done(outcome)` once, from any thread; the transport then calls
+    `finish(outcome)` in its own thread (never the storage's: it may take the LU's locks and
+    block briefly) and answers with the `ScsiResult` it returns, which is never an exception."""
+
+    start: Callable[[Callable[[object], None]], None]
+    finish: Callable[[object], ScsiResult]
+
+
+@dataclass(slots=True)
 class ScsiRequest:
     cdb: bytes
     lun: int
@@ -67,3 +79,6 @@ class ScsiResult:
     #: port) of each preempted registration; the transport aborts their I_T nexuses' tasks on
     #: this LUN before it sends this command's status
     preempted: tuple[tuple[str, str | None], ...] | None = None
+    #: not the command's status yet: its I/O was started on an asynchronous backend and the
+    #: status comes from `pending.finish` once it completes (only with execute(nowait=True))
+    pending: Pending | None = None

@@ -12,8 +12,13 @@ back in the trio thread, outside any task, and is answered unless the command wa
   by the service, `LuHost.run_background`) has ended; the wait for it is a job of the same pool,
   not counted as running, so that neither a logout nor the end of the connection waits for it.
 
-`running` / `drained()` count the commands in worker threads: they cannot be interrupted, so a
-Logout Response and the end of the connection wait for them.
+A command on an asynchronous backend (Ceph RBD, issue #15) comes here too, without a thread:
+`start_pending` starts its I/O, the backend's completion (on the storage's own thread) is handed
+to the trio loop with `TrioToken.run_sync_soon`, and the command's result is made and answered
+there, as a worker's is.
+
+`running` / `drained()` count the commands in worker threads and those whose I/O is pending:
+they cannot be interrupted, so a Logout Response and the end of the connection wait for them.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import trio
 from .. import scsi
 from ..protocol import Connection
 from ..scsi.lu import LogicalUnit
-from ..scsi.types import ScsiRequest, ScsiResult
+from ..scsi.types import Pending, ScsiRequest, ScsiResult
 from .workers import WorkerPool
 
 log = logging.getLogger("pyscsi_target.connection")
@@ -70,6 +75,22 @@ class BlockingCommands:
         if self._workers is None:
             self._workers = WorkerPool(name=self._name)
         self._workers.submit(scsi.execute, (req, luns), functools.partial(self._done, req, t0))
+
+    def start_pending(self, req: ScsiRequest, pending: Pending, t0: int) -> None:
+        """Start `req`'s asynchronous I/O; its completion comes back to the trio thread (`_done`,
+        which counts it with `t0`). Called in the trio thread."""
+        self.running += 1
+        if self.running == 1:
+            self._idle = trio.Event()
+        token = trio.lowlevel.current_trio_token()
+
+        def completed(outcome_: object) -> None:  # on the storage's thread: hand over, nothing else
+            token.run_sync_soon(self._pending_done, req, pending, t0, outcome_)
+
+        pending.start(completed)
+
+    def _pending_done(self, req: ScsiRequest, pending: Pending, t0: int, outcome_: object) -> None:
+        self._done(req, t0, outcome.capture(pending.finish, outcome_))
 
     async def drained(self) -> None:
         """Returns once no command runs in a worker thread."""

@@ -397,6 +397,9 @@ class ConnectionHandler:
             # of data not in the page cache: it runs (again) in a worker thread
             self._start_blocking(req, luns, t0)
             return
+        if res.pending is not None:  # started on an asynchronous backend (RBD): answered at its end
+            self._blocking.start_pending(req, res.pending, t0)
+            return
         self.conn.send_scsi_response(req.task_tag, res.status, res.data, res.sense, res.transfer_length)
         account(self.io, luns.get(req.lun), req, res, t0)
 

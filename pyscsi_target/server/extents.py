@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..model import Extent
@@ -68,14 +69,16 @@ class LiveExtent:
     """An open extent: what the model says, its backend and its logical unit. `problem` says why
     it is not served (its LU answers NOT READY, issue #10 item 2), None when it is; `identity` is
     the storage_identity() of the open file or device; `created` the paths the open created (a
-    refused apply removes them, issue #10 item 10)."""
+    refused apply removes them, issue #10 item 10; `undo` the same for storage that is not a path)."""
 
     extent: Extent
     backend: Backend
     lu: LogicalUnit
-    identity: tuple[int, ...] | None = None
+    identity: tuple[object, ...] | None = None
     problem: str | None = None
     created: list[str] = field(default_factory=list)
+    #: what else undoes the open when a refused apply closes it (an RBD image it created)
+    undo: list[Callable[[], None]] = field(default_factory=list)
 
     def same_storage(self, other: Extent) -> bool:
         """True if `other` can keep using this backend (only identity/size details changed)."""

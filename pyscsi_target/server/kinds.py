@@ -12,9 +12,10 @@ from collections.abc import Callable
 
 from ..model import Extent
 from ..model.extents import StoragePolicy
-from ..model.kinds import DEVICE, FILE, kind_for
+from ..model.kinds import DEVICE, FILE, RBD, kind_for
 from ..scsi.host import LuHost
 from .extents import ExtentRefused, LiveExtent, open_device, open_file
+from .rbd import open_rbd
 
 Opener = Callable[[Extent, StoragePolicy, LuHost], LiveExtent]
 
@@ -22,6 +23,7 @@ Opener = Callable[[Extent, StoragePolicy, LuHost], LiveExtent]
 OPENERS: dict[str, Opener] = {
     FILE.name: open_file,
     DEVICE.name: open_device,
+    RBD.name: open_rbd,
 }
 
 

@@ -85,6 +85,9 @@ class ServerOptions:
     #: regular files under the device root may back Disk/ZVOL extents (issue #10 item 1: off by
     #: default, block devices only)
     allow_file_devices: bool = False
+    #: RBD extents (issue #15): --ceph-conf, --ceph-id (None: librados's defaults)
+    ceph_conf: str | None = None
+    ceph_id: str | None = None
     demo: bool = False
     demo_portal: str = DEFAULT_DEMO_PORTAL
     log_level: str = DEFAULT_LOG_LEVEL
@@ -182,7 +185,7 @@ class ServerOptions:
     def storage_policy(self) -> StoragePolicy:
         """Where extents may live, for the API's checks and the server's opens alike."""
         return StoragePolicy(tuple(str(p) for p in self.resolved_extent_roots()), str(self.device_root.absolute()),
-                             self.allow_file_devices)
+                             self.allow_file_devices, self.ceph_conf, self.ceph_id)
 
     @property
     def config_db(self) -> Path:

@@ -47,6 +47,11 @@ log = logging.getLogger("pyscsi_target.service")
 LISTEN_BACKLOG = 128
 #: at shutdown, initiators get this long to log out after the target asks them to, seconds
 SHUTDOWN_LOGOUT_GRACE_S = 2.0
+#: first wait before a NOT READY extent of a remote kind (RBD) is opened again, seconds; it
+#: doubles while the extent stays NOT READY, up to the maximum (ceph-iscsi's gateway retries its
+#: cluster connection on a comparable scale; one ERROR line per attempt)
+NOT_READY_RETRY_S = 5.0
+NOT_READY_RETRY_MAX_S = 60.0
 
 Address = tuple[str, int]
 
@@ -172,10 +177,25 @@ class TargetService:
                     async with self._lock:
                         await self._apply(cfg, persist=False, initial=True)
                 task_status.started(self)
-                await trio.sleep_forever()
+                await self._retry_not_ready()
         finally:
             with trio.CancelScope(shield=True):
                 await self._shutdown()
+
+    async def _retry_not_ready(self) -> None:
+        """Runs for the life of the service: while an extent of a `remote` kind (RBD: a cluster
+        that could not be reached, issue #15) is NOT READY, the configuration is applied again
+        after NOT_READY_RETRY_S, doubling to NOT_READY_RETRY_MAX_S while it stays so; an extent
+        that opens replaces its NOT READY LU (the apply's usual switch-over)."""
+        delay = NOT_READY_RETRY_S
+        while True:
+            await trio.sleep(delay)
+            if not any(live.problem is not None and _remote(live.extent) for live in self.extents.values()):
+                delay = NOT_READY_RETRY_S
+                continue
+            async with self._lock:
+                await self._apply(self.config, persist=False, initial=True)
+            delay = min(delay * 2, NOT_READY_RETRY_MAX_S)
 
     async def _shutdown(self) -> None:
         for lst in self.listeners.values():
@@ -293,7 +313,7 @@ class TargetService:
     async def _refuse_shared(self, new: Config, opened: dict[int, LiveExtent], refusing: set[int]) -> None:
         """No two served extents on one file or device (issue #10 item 3): an opened extent whose
         storage an extent already served (or opened earlier, lower id first) uses is refused."""
-        served: dict[tuple[int, ...], str] = {}
+        served: dict[tuple[object, ...], str] = {}
         for eid, live in self.extents.items():
             ext = new.extents.get(eid)
             if eid not in opened and ext is not None and ext.enabled and live.identity is not None:
@@ -515,6 +535,12 @@ def _target_renamed(h: ConnectionHandler, cfg: Config) -> bool:
     return target is not None and cfg.target_iqn(target).lower() != h.login.target_name.lower()
 
 
+def _remote(ext: Extent) -> bool:
+    """The extent's kind is reached over a network (retried while NOT READY)."""
+    kind = kind_for(ext.type)
+    return kind is not None and kind.remote
+
+
 def _resizable(ext: Extent) -> bool:
     """`filesize` applies to the extent's kind (a change resizes it live)."""
     kind = kind_for(ext.type)
@@ -532,6 +558,8 @@ def _close_and_undo(live: LiveExtent) -> None:
     """Close an extent a refused change opened, and remove what opening it created."""
     live.backend.close()
     remove_created(live.created)
+    for undo in live.undo:
+        undo()
 
 
 def _flush_and_close(live: LiveExtent) -> None:

@@ -1,5 +1,5 @@
 """Block backends (no SCSI): the `Backend` interface and its errors, the file (pread/pwrite, mmap
-for large resident reads and msync), device (pread/pwrite) and memory backends, and
+for large resident reads and msync), device (pread/pwrite) and memory backends, the Ceph RBD backend (rbd.py), and
 `open_backend()`, the explicit registry of kinds."""
 
 from .base import (
@@ -19,6 +19,7 @@ from .base import (
 from .blockdev import BlockDeviceBackend
 from .file import FileBackend
 from .memory import MemoryBackend
+from .rbd import ClusterUnavailable, ImageMissing, RbdBackend, RbdCluster
 from .registry import KINDS, open_backend
 
 __all__ = [
@@ -27,13 +28,17 @@ __all__ = [
     "BackendClosed",
     "BadLength",
     "BlockDeviceBackend",
+    "ClusterUnavailable",
     "Buffer",
     "FileBackend",
     "FlushFailed",
+    "ImageMissing",
     "MediumError",
     "MemoryBackend",
     "NoSpace",
     "OutOfRange",
+    "RbdBackend",
+    "RbdCluster",
     "ReadOnly",
     "Space",
     "StorageError",

@@ -11,7 +11,7 @@ again and raise `OutOfRange` rather than touching memory outside the extent.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 Buffer = bytes | bytearray | memoryview
@@ -69,6 +69,19 @@ class Backend(ABC):
 
     block_size: int
     read_only: bool
+    #: offers `read_async`/`write_async`: the storage completes I/O on its own threads and calls
+    #: back (Ceph RBD's librbd aio, issue #15), so an event loop needs no thread per command
+    asynchronous: bool = False
+
+    def read_async(self, lba: int, nblocks: int, done: Callable[[memoryview | StorageError], None]) -> None:
+        """Start a read; `done` is called once, from any thread, with the data or the error.
+        Range and state errors may also be raised at once. Only when `asynchronous`."""
+        raise WouldBlock
+
+    def write_async(self, lba: int, data: Buffer, fua: bool, done: Callable[[StorageError | None], None]) -> None:
+        """Start a write (made durable before `done` when `fua`); `done` is called once, from any
+        thread, with None or the error. `data` stays unchanged until then. Only when `asynchronous`."""
+        raise WouldBlock
 
     @property
     @abstractmethod
@@ -150,6 +163,12 @@ class Backend(ABC):
     def supports_unmap(self) -> bool:
         """True if unmap really deallocates (thin provisioning)."""
         return False
+
+    @property
+    def unmap_granularity(self) -> int:
+        """Bytes, aligned to this size from LBA 0, that `unmap` deallocates as a whole; a smaller
+        piece may be zeroed but stay mapped. Default: one block."""
+        return self.block_size
 
     def resize(self, size_bytes: int) -> None:
         raise StorageError("this backend cannot be resized")

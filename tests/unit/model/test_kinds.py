@@ -6,18 +6,19 @@ from pathlib import Path
 
 from pyscsi_target.model import Config, Extent
 from pyscsi_target.model.extents import StoragePolicy
-from pyscsi_target.model.kinds import DEVICE, FILE, KINDS, api_types, check_extent, kind_for
+from pyscsi_target.model.kinds import DEVICE, FILE, KINDS, RBD, api_types, check_extent, kind_for
 
 
 def test_the_api_type_names_come_from_the_rows_in_order() -> None:
-    assert api_types() == ("File", "Disk", "ZVOL")
-    assert [kind_for(t) for t in api_types()] == [FILE, DEVICE, DEVICE]
+    assert api_types() == ("File", "Disk", "ZVOL", "RBD")
+    assert [kind_for(t) for t in api_types()] == [FILE, DEVICE, DEVICE, RBD]
     assert len({k.name for k in KINDS}) == len(KINDS)
 
 
 def test_the_rows_carry_what_used_to_be_decided_by_comparing_type_names() -> None:
     assert (FILE.thin, FILE.resizable, FILE.location) == (True, True, "path")
     assert (DEVICE.thin, DEVICE.resizable, DEVICE.location) == (False, False, "disk")
+    assert (RBD.thin, RBD.resizable, RBD.location, RBD.remote) == (True, True, "path", True)
 
 
 def test_a_type_no_kind_has_is_refused_not_taken_for_a_device(tmp_path: Path) -> None:

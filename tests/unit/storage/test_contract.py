@@ -1,4 +1,5 @@
-"""The contract every block backend keeps (storage/base.py), run against memory, file and device.
+"""The contract every block backend keeps (storage/base.py), run against memory, file, device and
+Ceph RBD (an image on the session's private cluster, tests/rbd/cluster.py).
 
 Geometry, round trips at the edges, range/length/read-only refusals, flush and FUA, unmap and
 allocation maps (exact against a reference model, at the file system's allocation unit), WRITE
@@ -28,7 +29,7 @@ from .conftest import Make, allocation_unit, open_kind
 from .reference import Reference
 
 BLOCK_SIZES = (512, 4096)
-RESIZABLE = {"memory", "file"}
+RESIZABLE = {"memory", "file", "rbd"}
 PERSISTENT = ("file", "device")
 
 
