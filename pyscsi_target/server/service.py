@@ -116,6 +116,9 @@ class TargetService:
         self._lun_maps: dict[int, dict[int, LogicalUnit]] = {}
         self._lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
+        #: the nursery of listeners and connections (`run`), and the scope that ends it
+        self._connections: trio.Nursery | None = None
+        self._connections_scope = trio.CancelScope()
         self.handlers: set[ConnectionHandler] = set()
         #: what the SCSI core of every LU served here may ask of the server (fabric.py)
         self.host = ServerHost(self.handlers, self.extents, pr_store)
@@ -167,20 +170,32 @@ class TargetService:
 
     # -- running --------------------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[TargetService] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled, then shut down (`_end_connections`, `_close_extents`).
+
+        Listeners and connections run in their own nursery, shielded from the cancellation of
+        this one: when the service is cancelled (SIGTERM/SIGINT, a test's nursery), they are
+        still there to be asked to log out, and only `_end_connections` ends them (issue #16)."""
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self.host.bind(nursery)  # background operations (SANITIZE) belong to this nursery
                 self.isns = IsnsManager(nursery)
-                if self.store is not None:
-                    cfg = await trio.to_thread.run_sync(self.store.load)
-                    async with self._lock:
-                        await self._apply(cfg, persist=False, initial=True)
-                task_status.started(self)
-                await self._retry_not_ready()
+                self._connections_scope = trio.CancelScope(shield=True)
+                self._connections = await nursery.start(self._hold_connections, self._connections_scope)
+                try:
+                    if self.store is not None:
+                        cfg = await trio.to_thread.run_sync(self.store.load)
+                        async with self._lock:
+                            await self._apply(cfg, persist=False, initial=True)
+                    task_status.started(self)
+                    await self._retry_not_ready()
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await self._end_connections()
         finally:
+            self._connections = None
             with trio.CancelScope(shield=True):
-                await self._shutdown()
+                await self._close_extents()
 
     async def _retry_not_ready(self) -> None:
         """Runs for the life of the service: while an extent of a `remote` kind (RBD: a cluster
@@ -197,17 +212,36 @@ class TargetService:
                 await self._apply(self.config, persist=False, initial=True)
             delay = min(delay * 2, NOT_READY_RETRY_MAX_S)
 
-    async def _shutdown(self) -> None:
+    @staticmethod
+    async def _hold_connections(scope: trio.CancelScope, *,
+                                task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED) -> None:
+        """The nursery of the accept loops and connections; it ends when `scope` is cancelled."""
+        with scope:
+            async with trio.open_nursery() as nursery:
+                task_status.started(nursery)
+                await trio.sleep_forever()
+
+    async def _end_connections(self) -> None:
+        """Planned shutdown (RFC 7143 §11.9.1): stop accepting, ask every logged-in initiator to
+        log out (AsyncEvent 1, Parameter3 = the grace), wait until their connections have ended
+        or the grace is over (an idle server, or initiators that log out at once, stop at once),
+        then close what is left and end the connections' nursery."""
         for lst in self.listeners.values():
             lst.cancel.cancel()
             lst.sock.close()
         self.listeners.clear()
-        # planned shutdown: ask every initiator to log out, give them a moment, then close
         async with trio.open_nursery() as nursery:
             for h in list(self.handlers):
                 nursery.start_soon(h.request_logout, "shutdown", SHUTDOWN_LOGOUT_GRACE_S)
-        for h in list(self.handlers):
+        left = list(self.handlers)
+        for h in left:
             h.terminate("shutdown")
+        for h in left:  # each ends as it would when deleted (its audit line, commands drained)
+            await h.closed.wait()
+        self._connections_scope.cancel()
+
+    async def _close_extents(self) -> None:
+        """After every connection and background operation has ended: flush and close the extents."""
         for live in self.extents.values():
             await trio.to_thread.run_sync(_flush_and_close, live)
         self.extents.clear()
@@ -432,20 +466,20 @@ class TargetService:
                 reason = "target no longer reachable through this portal"
             elif _target_renamed(h, cfg):
                 reason = "target renamed"
-            if reason and self._nursery is not None:
-                self._nursery.start_soon(h.request_logout, reason)
+            if reason and self._connections is not None:
+                self._connections.start_soon(h.request_logout, reason)
 
     # -- listeners -----------------------------------------------------------------------------------
     def _start_listener(self, addr: Address, sock: trio.socket.SocketType) -> None:
-        assert self._nursery is not None
+        assert self._connections is not None
         scope = trio.CancelScope()
         self.listeners[addr] = Listener(addr, sock, scope)
-        self._nursery.start_soon(self._accept_loop, addr, sock, scope)
+        self._connections.start_soon(self._accept_loop, addr, sock, scope)
         host, port = addr
         log.info("portal listening on %s", f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
 
     async def _accept_loop(self, addr: Address, sock: trio.socket.SocketType, scope: trio.CancelScope) -> None:
-        assert self._nursery is not None
+        assert self._connections is not None
         with scope:
             while True:
                 try:
@@ -468,7 +502,7 @@ class TargetService:
                     conn.close()
                     continue
                 tune_socket(conn)
-                self._nursery.start_soon(self._serve_connection, conn, portal, source)
+                self._connections.start_soon(self._serve_connection, conn, portal, source)
 
     def _log_refused(self, source: str) -> None:
         now = trio.current_time()
