@@ -2,10 +2,11 @@
 per-boot scenario, read its serial console line by line, and collect its `CHECK` and `DMESG` lines.
 
 Network: QEMU user networking with `restrict=on` (no route out of the guest) and one `guestfwd`
-rule per portal: a guest connection to 10.0.2.100:3260 (10.0.2.101:3260, ...) runs the static
-busybox's `nc 127.0.0.1 <port>` on the host, a relay per connection, so every login and every
-reconnect of the kernel initiator reaches the target under test, and nothing else. When the target
-is down, the relay exits and the guest sees its connection closed right after it opened.
+rule per portal: a guest connection to 10.0.2.100:3260 (10.0.2.101:3260, ...) runs `relay.py
+<port>` on the host, a relay per connection, so every login and every reconnect of the kernel
+initiator reaches the target under test, and nothing else. When nothing listens on the port
+(target down, portal deleted) the relay keeps the guest's connection open and retries, like a
+network whose SYNs are lost, so the guest's own timeouts decide (relay.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +27,9 @@ import trio
 from .build import BuildError, Cpio, Guest, ensure_guest
 
 QEMU = "qemu-system-x86_64"
+#: the per-connection relay of a portal's guestfwd, run by this Python (standard library only)
+RELAY = Path(__file__).with_name("relay.py")
+RELAY_PYTHON = sys.executable
 #: guest-side addresses of the portals, in order; each forwards to one host port
 GUEST_PORTALS = ("10.0.2.100", "10.0.2.101")
 GUEST_ISCSI_PORT = 3260
@@ -184,9 +189,9 @@ async def boot(guest: Guest, tmp: Path, env: dict[str, str], forwards: list[int]
     initrd.write_bytes(base + b"\0" * (-len(base) % 4) + scenario_cpio(env, files))
     net = "user,id=n0,restrict=on,ipv6=off"
     for addr, port in zip(GUEST_PORTALS, forwards, strict=False):
-        # the relay's stdin, stdout *and stderr* are the guest's connection: nc's "can't connect"
-        # (target down or portal deleted) must not reach the initiator as if it were a PDU
-        relay = f"{guest.busybox} sh -c 'exec {guest.busybox} nc 127.0.0.1 {port} 2>/dev/null'"
+        # the relay's stdin, stdout *and stderr* are the guest's connection: nothing the host's
+        # Python might print may reach the initiator as if it were a PDU
+        relay = f"{guest.busybox} sh -c 'exec {RELAY_PYTHON} -I -S {RELAY} {port} 2>/dev/null'"
         net += f",guestfwd=tcp:{addr}:{GUEST_ISCSI_PORT}-cmd:{relay}"
     argv = [QEMU, "-accel", "tcg", "-m", str(GUEST_MEMORY_MB), "-smp", "1", "-nodefaults",
             "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
