@@ -108,3 +108,20 @@ async def test_sigterm_exits_as_soon_as_initiators_logged_out(tmp_path: Path) ->
     assert exited_after < SHUTDOWN_LOGOUT_GRACE_S, exited_after
     assert audit_reason(server) == "logout"
     assert server.problems == []
+
+
+async def test_sigterm_stops_an_idle_server_at_once(tmp_path: Path) -> None:
+    """No session: nothing to wait for (tests and service managers stop idle servers often)."""
+    async with trio.open_nursery() as nursery:
+        server = await started_server(nursery, tmp_path)
+        try:
+            assert server.proc is not None
+            server.proc.send_signal(signal.SIGTERM)
+            signalled = trio.current_time()
+            with trio.fail_after(SHUTDOWN_LOGOUT_GRACE_S + MARGIN_S):
+                status = await server.proc.wait()
+            exited_after = trio.current_time() - signalled
+        finally:
+            server.kill_quietly()
+    assert status == 0, server.output["stderr"][-2000:]
+    assert exited_after < SHUTDOWN_LOGOUT_GRACE_S, exited_after
