@@ -324,11 +324,22 @@ c_restart_under_dd() {
     done
     kill -0 $pid 2> /dev/null || { umount /mnt; fail "dd finished before the target was stopped"; }
     errs=$(dmesg | grep -c "detected conn error")
+    recs=$(grep -c "operational after recovery" /tmp/iscsid.log)
+    asks=$(grep -c "Target requests logout" /tmp/iscsid.log)
     echo "SYNC $1 $(stat -c %s $f)" > /dev/console
     t0=$(now)
     wait $pid || { cat /tmp/dd.err; umount /mnt; fail "dd saw an I/O error"; }
     t1=$(now)
-    [ "$(dmesg | grep -c "detected conn error")" -gt "$errs" ] || { umount /mnt; fail "dd finished, the connection never dropped"; }
+    # the session went through recovery: after a planned stop (SIGTERM) the target asked for a
+    # logout (AsyncEvent 1) and iscsid logged out; after a crash (SIGKILL) the connection dropped
+    [ "$(grep -c "operational after recovery" /tmp/iscsid.log)" -gt "$recs" ] || \
+        { umount /mnt; fail "dd finished, the session was never recovered"; }
+    case $1 in
+    sigterm) [ "$(grep -c "Target requests logout" /tmp/iscsid.log)" -gt "$asks" ] || \
+        { umount /mnt; fail "SIGTERM: the target never asked for a logout"; } ;;
+    *) [ "$(dmesg | grep -c "detected conn error")" -gt "$errs" ] || \
+        { umount /mnt; fail "dd finished, the connection never dropped"; } ;;
+    esac
     sync
     echo 3 > /proc/sys/vm/drop_caches
     [ "$(sha < $f)" = "$(cat $S/src.sha)" ] || { umount /mnt; fail "the file written across the restart differs"; }

@@ -200,7 +200,9 @@ async def test_restart_under_write(guest: Guest, tmp_path: Path, nursery: trio.N
     expect_checks(b, ["iscsid", "login-none", "source-data", "mkfs-ext4", "restart-sigterm-under-dd",
                       "restart-sigkill-under-dd", "fs-remount-verify"])
     assert server.problems == []
-    # each stop shows as the connection closing (1020), and nothing else went wrong
+    # a SIGTERM is a logout the target asked for (checks.sh verifies it), a SIGKILL the connection
+    # closing (1020); a connection may also close at a SIGTERM whose logout raced the close;
+    # nothing else went wrong
     assert len([line for line in b.dmesg if "detected conn error (1020)" in line]) <= 2
     assert unexplained_dmesg(b, allowed=("detected conn error (1020)",)) == []
 
@@ -208,11 +210,6 @@ async def test_restart_under_write(guest: Guest, tmp_path: Path, nursery: trio.N
 # ---- scenario 3: dm-multipath over two portals, each deleted and restored live ---------------------
 
 
-@pytest.mark.xfail(reason=(
-    "intermittent, guest side: a re-connect to the deleted portal is accepted by the slirp relay and "
-    "closed at once; open-iscsi 2.1.8 on Linux 6.1 then sometimes logs 'can't bind conn 1:0 to "
-    "session 1, retcode -107' for ever (with or without the target's logout request); see "
-    "docs/linux-initiator.md"), strict=False)
 async def test_multipath_portal_delete_and_restore(guest: Guest, tmp_path: Path, nursery: trio.Nursery) -> None:
     t0 = time.monotonic()
     options, api = await start_site(nursery, tmp_path / "data")
