@@ -215,7 +215,8 @@ def measure(args: argparse.Namespace, profile: Profile, jobs: list[Job], names: 
         idle = {t.name: tree_status(t.pid) for t in targets}
         meta = meta_of(profile, targets, tools, block, idle)
         plan = Plan(jobs, profile.rounds, profile.runtime_s, profile.ramp_s, profile.span,
-                    tools.get("fio", Path("fio")), tools.get("iscsi-perf"), block, out / "raw")
+                    tools.get("fio", Path("fio")), tools.get("iscsi-perf"), block, out / "raw",
+                    dict(zip(names, backing_paths(names, work), strict=True)))
         run_rounds(plan, targets, results, say)
     return meta
 

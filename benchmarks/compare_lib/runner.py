@@ -5,7 +5,9 @@ Within a round every job runs once on each target, back to back, and the order r
 machine (page-cache writeback, another engineer's load) falls on every side alike. Around each
 run the target's CPU time is read from /proc (cpu.py) and divided by the commands the run
 completed: the sample's CPU_US (issue #17). After a write job the
-page cache is synced (not timed) so the next run does not pay for the previous run's dirty pages.
+page cache is synced (not timed) so the next run does not pay for the previous run's dirty pages,
+and before every run the target's backing file is read through (not timed): the machine may have
+dropped page-cache pages since the prefill, and a cold run measures the disk, not the target.
 A failed run is recorded and the rounds go on; a target that died is not run again.
 """
 
@@ -13,10 +15,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .backing import warm
 from .cpu import tree_cpu_s, us_per_command
 from .jobs import CPU_US, IOPS, Job, JobError, Sample, fio_argv, iscsi_perf_argv, parse_fio, parse_iscsi_perf
 from .report import Results
@@ -40,6 +43,9 @@ class Plan:
     iscsi_perf: Path | None
     block_size: int
     raw_dir: Path
+    #: each target's backing file by target name: its first `span` bytes are read before every
+    #: run, so every run starts from a hot page cache (backing.warm)
+    backing: Mapping[str, Path] = field(default_factory=dict)
 
 
 def command(plan: Plan, job: Job, url: str) -> list[str]:
@@ -63,6 +69,8 @@ def run_once(plan: Plan, job: Job, target: ChildTarget, round_no: int) -> tuple[
     """One run of `job` against `target`; its sample (with the target's CPU per command) and the
     target's peak RSS meanwhile."""
     argv = command(plan, job, target.url)
+    if target.name in plan.backing:
+        warm(plan.backing[target.name], plan.span)
     with PeakRss(target.pid) as peak:
         cpu_before = tree_cpu_s(target.pid)
         res = subprocess.run(argv, capture_output=True, text=True,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.compare_lib.backing import CHUNK_BYTES, prefill, same_prefix
+from benchmarks.compare_lib.backing import CHUNK_BYTES, prefill, same_prefix, warm
 from benchmarks.compare_lib.cli import PROFILES, choose, parser
 from benchmarks.compare_lib.cpu import process_cpu_s, tree_cpu_s, us_per_command
 from benchmarks.compare_lib.jobs import (
@@ -345,6 +345,13 @@ def test_prefill_writes_identical_distinct_chunks(tmp_path: Path) -> None:
         f.seek(CHUNK_BYTES + 100)
         f.write(b"\xff")
     assert not same_prefix(a, b, 2 * CHUNK_BYTES)
+
+
+def test_warm_reads_the_span_and_stops_at_the_end(tmp_path: Path) -> None:
+    a = tmp_path / "a.img"
+    prefill([a], 4 * CHUNK_BYTES, 4 * CHUNK_BYTES)
+    assert warm(a, 2 * CHUNK_BYTES + 1) == 3 * CHUNK_BYTES  # whole chunks: at least the span
+    assert warm(a, 10 * CHUNK_BYTES) == 4 * CHUNK_BYTES  # no further than the file goes
 
 
 @pytest.mark.parametrize(("size", "span"), [(0, 0), (CHUNK_BYTES, 2 * CHUNK_BYTES), (CHUNK_BYTES + 1, CHUNK_BYTES)])
