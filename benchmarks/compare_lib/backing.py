@@ -58,3 +58,21 @@ def same_prefix(a: Path, b: Path, span: int) -> bool:
                 return False
             done += n
     return True
+
+
+def warm(path: Path, span: int) -> int:
+    """Read the first `span` bytes of `path` (untimed, before a run), so that a page-cache drop
+    since the prefill (this shared VM drops caches now and then) does not turn one target's run
+    into a disk benchmark: every run starts from the same hot cache. Returns the bytes read."""
+    done = 0
+    buf = bytearray(CHUNK_BYTES)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while done < span:
+            got = os.preadv(fd, [buf], done)
+            if got <= 0:
+                break
+            done += got
+    finally:
+        os.close(fd)
+    return done

@@ -1,5 +1,5 @@
 """The PNG bar chart of a comparison: one panel per job (median of each target, whiskers from the
-slowest to the fastest round) and one panel of peak RSS.
+slowest to the fastest round), one of target CPU per command and one of peak RSS.
 
 matplotlib is the project's optional `bench` dependency (pyproject.toml). `ensure_matplotlib`
 installs that group into the running interpreter when it is missing, unless told not to.
@@ -14,12 +14,12 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .jobs import JOBS_BY_NAME, LATENCY_METRICS
-from .report import LARGE_IO_JOBS, METRIC_LABELS, TARGETS, Results, format_floors
+from .jobs import CPU_US, JOBS_BY_NAME, LATENCY_METRICS
+from .report import GOALS, LARGE_IO_JOBS, METRIC_LABELS, OURS, REFERENCES, TARGETS, Results, format_floors
 from .tools import REPO_ROOT
 
-#: Bar colours per target (matplotlib's default cycle's first two).
-COLOURS = {"pyscsi": "tab:blue", "tgtd": "tab:orange"}
+#: Bar colours per target (matplotlib's default cycle's first three).
+COLOURS = {"pyscsi": "tab:blue", "tgtd": "tab:orange", "istgt": "tab:green"}
 #: Panels per row of the figure, and size of one panel in inches.
 COLUMNS = 4
 PANEL_INCHES = (4.2, 3.4)
@@ -72,9 +72,28 @@ def _job_panel(ax: Any, results: Results, job: str) -> None:
             ax.bar_label(bars, fmt=VALUE_FORMAT, fontsize=7, padding=2)
     ax.set_xticks(range(len(metrics)), [METRIC_LABELS[m] for m in metrics])
     ax.set_xlim(-0.5, len(metrics) - 0.5)
-    ratio = results.ratio(job, JOBS_BY_NAME[job].primary)
-    suffix = f"\n{TARGETS[0]}/{TARGETS[1]} = {ratio:.2f}" if ratio is not None else ""
-    ax.set_title(JOBS_BY_NAME[job].title + suffix, fontsize=9)
+    ratios = [(ref, results.ratio(job, JOBS_BY_NAME[job].primary, ref)) for ref in REFERENCES]
+    suffix = ", ".join(f"{OURS}/{ref} = {r:.2f}" for ref, r in ratios if r is not None)
+    ax.set_title(JOBS_BY_NAME[job].title + (f"\n{suffix}" if suffix else ""), fontsize=9)
+    _finish(ax)
+
+
+def _cpu_panel(ax: Any, results: Results) -> None:
+    """Target CPU per command, one group of bars per job."""
+    jobs = list(results.samples)
+    width = 0.8 / len(TARGETS)
+    for i, target in enumerate(TARGETS):
+        vals = [(k, (results.median(job, target) or {}).get(CPU_US)) for k, job in enumerate(jobs)]
+        kept = [(k, v) for k, v in vals if v is not None]
+        if kept:
+            bars = ax.bar([k + (i - (len(TARGETS) - 1) / 2) * width for k, _ in kept], [v for _, v in kept],
+                          width, color=COLOURS[target], label=target)
+            ax.bar_label(bars, fmt=VALUE_FORMAT, fontsize=6, padding=2)
+    ax.set_xticks(range(len(jobs)), jobs, rotation=30, ha="right", fontsize=7)
+    ax.set_xlim(-0.5, len(jobs) - 0.5)
+    ax.set_yscale("log")
+    ax.set_ylabel("us per command (log)")
+    ax.set_title("target CPU per command (user+system)", fontsize=9)
     _finish(ax)
 
 
@@ -98,6 +117,7 @@ def _rss_panel(ax: Any, results: Results) -> None:
 
 def _floors_panel(ax: Any, results: Results) -> None:
     lines = [ln.strip() for ln in format_floors(results.floors(), wrap=True)[1:]]
+    lines += [ln.strip() for ln in format_floors(results.floors(GOALS), wrap=True, heading="goals (issue #17):")]
     ax.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", fontsize=7, family="monospace",
             transform=ax.transAxes, wrap=True)
 
@@ -111,21 +131,22 @@ def draw(results: Results, path: Path, subtitle: str, install: bool = True) -> P
     """Write the chart of `results` to `path` (PNG) and return the path."""
     plt = ensure_matplotlib(install)
     jobs = list(results.samples)
-    panels = len(jobs) + 1
-    rows = (panels + COLUMNS - 1) // COLUMNS
-    cols = min(COLUMNS, panels)
+    panels = len(jobs) + 2
+    rows = (panels + COLUMNS) // COLUMNS  # one more slot for the floors and goals
+    cols = min(COLUMNS, panels + 1)
     fig, axes = plt.subplots(rows, cols, figsize=(PANEL_INCHES[0] * cols, PANEL_INCHES[1] * rows), squeeze=False)
     flat = [ax for row in axes for ax in row]
     for ax, job in zip(flat, jobs, strict=False):
         _job_panel(ax, results, job)
         primary = JOBS_BY_NAME[job].primary
         ax.set_ylabel("microseconds" if primary in LATENCY_METRICS else METRIC_LABELS[primary])
-    _rss_panel(flat[len(jobs)], results)
+    _cpu_panel(flat[len(jobs)], results)
+    _rss_panel(flat[len(jobs) + 1], results)
     for ax in flat[panels:]:
         ax.axis("off")
     if len(flat) > panels:
         _floors_panel(flat[panels], results)
-    fig.suptitle(f"pyscsi-target vs tgtd (medians, whiskers: min-max over rounds)\n{subtitle}", fontsize=10)
+    fig.suptitle(f"pyscsi-target vs tgtd and istgt (medians, whiskers: min-max over rounds)\n{subtitle}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)

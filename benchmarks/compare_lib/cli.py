@@ -1,7 +1,8 @@
 """`benchmarks/compare`: the command line, set-up, and the whole comparison from tools to chart.
 
-Steps: find or build fio with libiscsi, install tgt and libiscsi-bin if missing; write identical
-backing files; start tgtd and pyscsi-target on loopback; check both LUNs have the same geometry;
+Steps: find or build fio with libiscsi, install tgt, istgt and libiscsi-bin if missing; write
+identical backing files; start tgtd, istgt and pyscsi-target on loopback; check the LUNs have the
+same geometry;
 run the interleaved rounds; stop the targets; print the table and write results.json, table.txt
 and chart.png (plus every tool's raw output under raw/ and the targets' logs under logs/).
 
@@ -28,11 +29,11 @@ from typing import Any
 from . import chart
 from .backing import prefill
 from .jobs import JOBS, JOBS_BY_NAME, MIB, Job
-from .report import FAIL, OURS, THEIRS, Results, format_table
+from .report import FAIL, ISTGT, OURS, TARGETS, THEIRS, Results, format_table
 from .rss import tree_status
 from .runner import Plan, run_rounds
-from .targets import ChildTarget, PyscsiTarget, TargetError, Tgtd, lun_geometry, pyscsi_command
-from .tools import DEFAULT_FIO_PREFIX, REPO_ROOT, ToolError, ensure_fio, ensure_programs, ensure_tgt
+from .targets import ChildTarget, Istgt, PyscsiTarget, TargetError, Tgtd, lun_geometry, pyscsi_command
+from .tools import DEFAULT_FIO_PREFIX, REPO_ROOT, ToolError, ensure_fio, ensure_istgt, ensure_programs, ensure_tgt
 
 #: Capacity of both LUNs, bytes: pyscsi-target's demo LUN is 1 GiB (issue #2), tgtd's file matches.
 LUN_BYTES = 1 << 30
@@ -40,10 +41,11 @@ LUN_BYTES = 1 << 30
 RESULTS_ROOT = REPO_ROOT / "benchmarks" / "results"
 EXIT_OK, EXIT_SETUP, EXIT_RUNS, EXIT_FLOORS = 0, 1, 2, 3
 DESCRIPTION = """\
-pyscsi-target vs tgtd, side by side (issue #6): fio (libiscsi engine) and iscsi-perf over loopback
-against both targets on identical 1 GiB backing files, in interleaved rounds; prints medians,
-pyscsi/tgtd ratios, peak RSS and the issue's floors, and writes results.json, table.txt and
-chart.png. Needs root (apt-get, tgtd). See docs/performance.md.
+pyscsi-target vs tgtd and istgt, side by side (issues #6, #17): fio (libiscsi engine) and
+iscsi-perf over loopback against the targets on identical 1 GiB backing files, in interleaved
+rounds; prints medians, target CPU per command, pyscsi/tgtd and pyscsi/istgt ratios, peak RSS,
+issue #6's floors and issue #17's goals, and writes results.json, table.txt and chart.png. Needs
+root (apt-get, tgtd). See docs/performance.md.
 
 exit status: 0 all runs succeeded; 1 set-up failed; 2 some runs failed;
 3 a floor failed and --fail-on-floor was given."""
@@ -61,8 +63,8 @@ class Profile:
 
 
 ALL_JOBS = tuple(j.name for j in JOBS)
-#: default: 5 rounds x 6 jobs x 2 targets x (10 s + 2 s ramp) ~ 13 minutes.
-#: --quick: 3 rounds of 3 s runs (+0.5 s ramp) ~ 2 minutes with set-up.
+#: default: 5 rounds x 6 jobs x 3 targets x (10 s + 2 s ramp) ~ 19 minutes.
+#: --quick: 3 rounds of 3 s runs (+0.5 s ramp) ~ 3 minutes with set-up.
 #: --smoke: one round, 1 s runs, two fio jobs and iscsi-perf on a 64 MiB region: a CI check that
 #: the script still works, its numbers mean nothing.
 PROFILES = {
@@ -86,7 +88,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--runtime", type=float, help="override the seconds measured per run")
     ap.add_argument("--ramp", type=float, help="override fio's unmeasured ramp seconds per run")
     ap.add_argument("--jobs", help=f"comma-separated subset of: {', '.join(ALL_JOBS)}")
-    ap.add_argument("--targets", default=f"{OURS},{THEIRS}", help="comma-separated subset of pyscsi,tgtd")
+    ap.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated subset of {','.join(TARGETS)}")
     ap.add_argument("--out", type=Path, help="results directory (default benchmarks/results/compare-TIMESTAMP)")
     ap.add_argument("--workdir", type=Path, help="where the backing files go (default: a temporary directory)")
     ap.add_argument("--fio-prefix", type=Path, default=DEFAULT_FIO_PREFIX,
@@ -95,7 +97,8 @@ def parser() -> argparse.ArgumentParser:
                     help="extra argument for `pyscsi-target serve` (repeatable, e.g. --pyscsi-arg=--log-level=ERROR)")
     ap.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     ap.add_argument("--no-install", action="store_true", help="never pip-install the bench extra for the chart")
-    ap.add_argument("--fail-on-floor", action="store_true", help="exit 3 if an issue #6 floor fails")
+    ap.add_argument("--fail-on-floor", action="store_true",
+                    help="exit 3 if an issue #6 floor fails (issue #17's goals never fail the run)")
     ap.add_argument("--replot", type=Path, metavar="RESULTS_JSON",
                     help="measure nothing: redraw table.txt and chart.png next to an earlier results.json")
     return ap
@@ -108,8 +111,8 @@ def choose(args: argparse.Namespace) -> tuple[Profile, list[Job], list[str]]:
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if unknown or not names:
         raise SystemExit(f"unknown job(s) {unknown}; choose from {', '.join(ALL_JOBS)}")
-    if not targets or any(t not in (OURS, THEIRS) for t in targets) or len(set(targets)) != len(targets):
-        raise SystemExit(f"--targets must be a subset of {OURS},{THEIRS}")
+    if not targets or any(t not in TARGETS for t in targets) or len(set(targets)) != len(targets):
+        raise SystemExit(f"--targets must be a subset of {','.join(TARGETS)}")
     profile = Profile(
         rounds=args.rounds if args.rounds is not None else base.rounds,
         runtime_s=args.runtime if args.runtime is not None else base.runtime_s,
@@ -141,6 +144,8 @@ def tools_needed(jobs: list[Job], targets: list[str], fio_prefix: Path) -> dict[
     found.update(ensure_programs(*libiscsi, package="libiscsi-bin"))
     if THEIRS in targets:
         found.update(ensure_tgt())
+    if ISTGT in targets:
+        found.update(ensure_istgt())
     return found
 
 
@@ -151,6 +156,8 @@ def start_targets(stack: contextlib.ExitStack, names: list[str], work: Path, log
         target: ChildTarget
         if name == OURS:
             target = PyscsiTarget(logs, work / "pyscsi-data", extra)
+        elif name == ISTGT:
+            target = Istgt(logs, work / "istgt", backing_path(name, work), tools["istgt"])
         else:
             target = Tgtd(logs, work / "tgtd.img", tools["tgtd"], tools["tgtadm"])
         started.append(stack.enter_context(target))
@@ -158,12 +165,16 @@ def start_targets(stack: contextlib.ExitStack, names: list[str], work: Path, log
     return started
 
 
+def backing_path(name: str, work: Path) -> Path:
+    return PyscsiTarget.extent_path(work / "pyscsi-data") if name == OURS else work / f"{name}.img"
+
+
 def backing_paths(names: list[str], work: Path) -> list[Path]:
-    return [PyscsiTarget.extent_path(work / "pyscsi-data") if n == OURS else work / "tgtd.img" for n in names]
+    return [backing_path(n, work) for n in names]
 
 
 def common_block_size(targets: list[ChildTarget], readcap: Path) -> int:
-    """Both LUNs must have the same geometry, or the comparison is not fair."""
+    """All LUNs must have the same geometry, or the comparison is not fair."""
     geometry = {t.name: lun_geometry(readcap, t.url) for t in targets}
     if len(set(geometry.values())) != 1:
         raise TargetError(f"the LUNs differ (block size, bytes): {geometry}")
@@ -177,7 +188,8 @@ def meta_of(profile: Profile, targets: list[ChildTarget], tools: dict[str, Path]
             idle_rss: dict[str, dict[str, int]]) -> dict[str, Any]:
     versions = {"fio": version_of([str(tools["fio"]), "--version"]) if "fio" in tools else None,
                 "pyscsi-target": version_of([*pyscsi_command(), "--version"]),
-                "tgtd": version_of([str(tools["tgtd"]), "-V"]) if "tgtd" in tools else None}
+                "tgtd": version_of([str(tools["tgtd"]), "-V"]) if "tgtd" in tools else None,
+                "istgt": version_of([str(tools["istgt"]), "-V"]) if "istgt" in tools else None}
     return {
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "profile": profile.__dict__ | {"jobs": list(profile.jobs)},
@@ -203,7 +215,8 @@ def measure(args: argparse.Namespace, profile: Profile, jobs: list[Job], names: 
         idle = {t.name: tree_status(t.pid) for t in targets}
         meta = meta_of(profile, targets, tools, block, idle)
         plan = Plan(jobs, profile.rounds, profile.runtime_s, profile.ramp_s, profile.span,
-                    tools.get("fio", Path("fio")), tools.get("iscsi-perf"), block, out / "raw")
+                    tools.get("fio", Path("fio")), tools.get("iscsi-perf"), block, out / "raw",
+                    dict(zip(names, backing_paths(names, work), strict=True)))
         run_rounds(plan, targets, results, say)
     return meta
 

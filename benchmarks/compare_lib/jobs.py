@@ -13,10 +13,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-#: Metric names (all "higher is better" except the latencies).
+#: Metric names (all "higher is better" except the latencies and CPU per command).
 IOPS, MIBS = "iops", "mib_s"
 CLAT_MEAN, CLAT_P50, CLAT_P99 = "clat_mean_us", "clat_p50_us", "clat_p99_us"
 LATENCY_METRICS = (CLAT_MEAN, CLAT_P50, CLAT_P99)
+#: Target CPU time (user + system, all its threads) per completed command, microseconds (issue
+#: #17); the runner adds it to every sample it can measure (see cpu.py).
+CPU_US = "cpu_us_per_cmd"
+#: Metrics where lower is better (their ratios read the other way).
+LOWER_IS_BETTER = (*LATENCY_METRICS, CPU_US)
 #: Completion-latency percentiles fio is asked for (its --percentile_list syntax).
 FIO_PERCENTILES = "50:99"
 #: fio's JSON keys for those percentiles in clat_ns.percentile.

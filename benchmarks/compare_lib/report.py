@@ -1,9 +1,12 @@
-"""Collected samples -> medians, pyscsi/tgtd ratios, the issue's floors, a text table and JSON.
+"""Collected samples -> medians, pyscsi/tgtd and pyscsi/istgt ratios, the floors and goals, a text
+table and JSON.
 
 The floors are issue #6's "What it must show": 4 KiB random read and write IOPS >= 0.5 x tgtd,
 1 MiB read and write MiB/s >= 0.9 x tgtd, QD1 4 KiB read latency <= 2 x tgtd, and pyscsi's peak
-RSS under the 1 MiB QD16 load <= 256 MiB. A floor whose inputs are missing (job not run, a
-target not measured) is SKIP, never PASS.
+RSS under the 1 MiB QD16 load <= 256 MiB. The goals are issue #17's, against istgt: 4 KiB random
+read and write QD16 IOPS and 1 MiB read and write MiB/s >= 1.0 x istgt, QD1 latency <= 1.0 x,
+and target CPU per 4 KiB command <= istgt's. A floor or goal whose inputs are missing (job not
+run, a target not measured) is SKIP, never PASS.
 """
 
 from __future__ import annotations
@@ -12,15 +15,28 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from .jobs import CLAT_MEAN, CLAT_P50, CLAT_P99, IOPS, JOBS_BY_NAME, LATENCY_METRICS, MIBS, Sample
+from .jobs import (
+    CLAT_MEAN,
+    CLAT_P50,
+    CLAT_P99,
+    CPU_US,
+    IOPS,
+    JOBS_BY_NAME,
+    LATENCY_METRICS,
+    LOWER_IS_BETTER,
+    MIBS,
+    Sample,
+)
 from .rss import RssPeak
 
-#: The two targets, in the order of the ratio's numerator and denominator.
-OURS, THEIRS = "pyscsi", "tgtd"
-TARGETS = (OURS, THEIRS)
+#: The targets: ours, and the two C targets every ratio compares it with (tgtd for issue #6's
+#: floors, istgt for issue #17's goals).
+OURS, THEIRS, ISTGT = "pyscsi", "tgtd", "istgt"
+TARGETS = (OURS, THEIRS, ISTGT)
+REFERENCES = (THEIRS, ISTGT)
 #: How each metric is labelled in the table and the chart.
 METRIC_LABELS = {IOPS: "IOPS", MIBS: "MiB/s", CLAT_MEAN: "mean lat us", CLAT_P50: "p50 lat us",
-                 CLAT_P99: "p99 lat us"}
+                 CLAT_P99: "p99 lat us", CPU_US: "CPU us/cmd"}
 #: The 1 MiB QD16 jobs whose peak RSS the memory floor looks at.
 LARGE_IO_JOBS = ("seqread-1m-qd16", "seqwrite-1m-qd16")
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
@@ -36,7 +52,7 @@ RSS_ROWS: tuple[tuple[str, tuple[str, ...] | None, str], ...] = (
 
 @dataclass(frozen=True)
 class Floor:
-    """One floor: `ratio` compares pyscsi/tgtd medians of `metric` on `job`; `rss_mib` compares
+    """One floor: `ratio` compares pyscsi/`ref` medians of `metric` on `job`; `rss_mib` compares
     pyscsi's peak RSS over LARGE_IO_JOBS with an absolute limit."""
 
     label: str
@@ -45,6 +61,7 @@ class Floor:
     metric: str
     op: str  # ">=" or "<="
     limit: float
+    ref: str = THEIRS
 
     def judge(self, value: float | None) -> str:
         if value is None:
@@ -61,6 +78,17 @@ FLOORS: tuple[Floor, ...] = (
     Floor("1 MiB write MiB/s, pyscsi/tgtd", "ratio", "seqwrite-1m-qd16", MIBS, ">=", 0.9),
     Floor("QD1 4 KiB read mean latency, pyscsi/tgtd", "ratio", "randread-4k-qd1", CLAT_MEAN, "<=", 2.0),
     Floor("pyscsi peak RSS under 1 MiB QD16 load, MiB", "rss_mib", "seqread-1m-qd16", "rss", "<=", 256.0),
+)
+#: Issue #17 goals (not floors: --fail-on-floor ignores them), against istgt.
+GOALS: tuple[Floor, ...] = (
+    Floor("4 KiB random read QD16 IOPS, pyscsi/istgt", "ratio", "randread-4k-qd16", IOPS, ">=", 1.0, ISTGT),
+    Floor("4 KiB random write QD16 IOPS, pyscsi/istgt", "ratio", "randwrite-4k-qd16", IOPS, ">=", 1.0, ISTGT),
+    Floor("1 MiB read MiB/s, pyscsi/istgt", "ratio", "seqread-1m-qd16", MIBS, ">=", 1.0, ISTGT),
+    Floor("1 MiB write MiB/s, pyscsi/istgt", "ratio", "seqwrite-1m-qd16", MIBS, ">=", 1.0, ISTGT),
+    Floor("QD1 4 KiB read mean latency, pyscsi/istgt", "ratio", "randread-4k-qd1", CLAT_MEAN, "<=", 1.0, ISTGT),
+    Floor("CPU per 4 KiB random read (QD16), pyscsi/istgt", "ratio", "randread-4k-qd16", CPU_US, "<=", 1.0, ISTGT),
+    Floor("CPU per 4 KiB random write (QD16), pyscsi/istgt", "ratio", "randwrite-4k-qd16", CPU_US, "<=", 1.0,
+          ISTGT),
 )
 
 
@@ -85,11 +113,13 @@ class Results:
         runs = self.samples.get(job, {}).get(target)
         if not runs:
             return None
-        return {m: statistics.median(s[m] for s in runs) for m in runs[0]}
+        metrics = dict.fromkeys(m for s in runs for m in s)  # CPU may be missing from some runs
+        return {m: statistics.median(s[m] for s in runs if m in s) for m in metrics}
 
-    def ratio(self, job: str, metric: str) -> float | None:
-        ours, theirs = self.median(job, OURS), self.median(job, THEIRS)
-        if not ours or not theirs or not theirs.get(metric):
+    def ratio(self, job: str, metric: str, ref: str = THEIRS) -> float | None:
+        """pyscsi's median of `metric` on `job` over `ref`'s, None when either is missing."""
+        ours, theirs = self.median(job, OURS), self.median(job, ref)
+        if not ours or not theirs or metric not in ours or not theirs.get(metric):
             return None
         return ours[metric] / theirs[metric]
 
@@ -102,11 +132,11 @@ class Results:
     def floor_value(self, floor: Floor) -> float | None:
         if floor.kind == "rss_mib":
             return self.peak_rss_mib(OURS, LARGE_IO_JOBS)
-        return self.ratio(floor.job, floor.metric)
+        return self.ratio(floor.job, floor.metric, floor.ref)
 
-    def floors(self) -> list[dict[str, Any]]:
+    def floors(self, which: tuple[Floor, ...] = FLOORS) -> list[dict[str, Any]]:
         out = []
-        for f in FLOORS:
+        for f in which:
             value = self.floor_value(f)
             out.append({"floor": f.label, "value": value, "op": f.op, "limit": f.limit,
                         "result": f.judge(value)})
@@ -130,17 +160,18 @@ class Results:
                 "samples": per_target,
                 "median": {t: self.median(name, t) for t in per_target},
                 "ratio": {m: self.ratio(name, m) for m in METRIC_LABELS},
+                "ratio_istgt": {m: self.ratio(name, m, ISTGT) for m in METRIC_LABELS},
                 "peak_rss": {t: p.as_dict() for t, p in self.rss.get(name, {}).items()},
             }
         peak = {t: self.peak_rss_mib(t) for t in TARGETS}
         return {"meta": meta, "jobs": jobs, "peak_rss_mib": peak, "floors": self.floors(),
-                "errors": self.errors}
+                "goals": self.floors(GOALS), "errors": self.errors}
 
 
 def metrics_shown(job: str) -> tuple[str, ...]:
-    """Rows of the table for a job: latencies for the QD1 job, else its rate pair."""
+    """Rows of the table for a job: latencies for the QD1 job, else its rate pair; then CPU."""
     primary = JOBS_BY_NAME[job].primary
-    return LATENCY_METRICS if primary in LATENCY_METRICS else (IOPS, MIBS)
+    return (*(LATENCY_METRICS if primary in LATENCY_METRICS else (IOPS, MIBS)), CPU_US)
 
 
 def _num(value: float | None, digits: int = 0) -> str:
@@ -150,31 +181,36 @@ def _num(value: float | None, digits: int = 0) -> str:
 
 
 def format_table(results: Results) -> str:
-    """The medians, pyscsi/tgtd ratios, peak RSS and floors as aligned text."""
-    rows: list[tuple[str, ...]] = [("job", "metric", OURS, THEIRS, f"{OURS}/{THEIRS}")]
+    """The medians, pyscsi/tgtd and pyscsi/istgt ratios, peak RSS, floors and goals as aligned text."""
+    rows: list[tuple[str, ...]] = [("job", "metric", *TARGETS, *(f"{OURS}/{r}" for r in REFERENCES))]
     for name in results.samples:
         title = JOBS_BY_NAME[name].title
         for metric in metrics_shown(name):
             med = {t: results.median(name, t) for t in TARGETS}
-            vals = [_num(m[metric], 1 if metric in LATENCY_METRICS else 0) if m else "-" for m in med.values()]
-            rows.append((title, METRIC_LABELS[metric], *vals, _num(results.ratio(name, metric), 2)))
+            digits = 1 if metric in LOWER_IS_BETTER else 0
+            vals = [_num(m.get(metric), digits) if m else "-" for m in med.values()]
+            ratios = [_num(results.ratio(name, metric, r), 2) for r in REFERENCES]
+            rows.append((title, METRIC_LABELS[metric], *vals, *ratios))
             title = ""
     for label, jobs, part in RSS_ROWS:
         vals = [_num(results.peak_rss_mib(t, jobs, part), 1) for t in TARGETS]
-        rows.append((label, "MiB", *vals, ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        rows.append((label, "MiB", *vals, *("" for _ in REFERENCES)))
+    columns = len(rows[0])
+    widths = [max(len(r[i]) for r in rows) for i in range(columns)]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
              for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     lines.append("")
-    lines.append("latency ratios: lower is better; all other ratios: higher is better")
+    lines.append("latency and CPU ratios: lower is better; all other ratios: higher is better;"
+                 " CPU us/cmd: the target's user+system time over the run per command completed")
     lines.extend(format_floors(results.floors()))
+    lines.extend(format_floors(results.floors(GOALS), heading="goals (issue #17, against istgt):"))
     return "\n".join(lines)
 
 
-def format_floors(floors: list[dict[str, Any]], wrap: bool = False) -> list[str]:
-    """One line per floor (two with `wrap`: the chart's narrow panel)."""
-    out = ["", "floors (issue #6):"]
+def format_floors(floors: list[dict[str, Any]], wrap: bool = False, heading: str = "floors (issue #6):") -> list[str]:
+    """One line per floor or goal (two with `wrap`: the chart's narrow panel)."""
+    out = ["", heading]
     gap = "\n        " if wrap else " "
     for f in floors:
         out.append(f"  {f['result']:4}  {f['floor']}:{gap}{_num(f['value'], 2)} {f['op']} {f['limit']:g}")

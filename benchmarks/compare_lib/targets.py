@@ -1,4 +1,4 @@
-"""Starting and stopping the two targets under test as child processes on loopback.
+"""Starting and stopping the targets under test as child processes on loopback.
 
 `Tgtd` runs tgt's daemon in the foreground (`tgtd -f`) with its own management channel number
 (`-C N`): tgtd's control socket is one per machine and number (/var/run/tgtd/socket.N as tgt
@@ -9,7 +9,13 @@ with tgtadm: a new target, a logical unit on the backing file, bound to ALL init
 (DATA/extents/demo.img) the caller has already filled: the server keeps an existing extent file as
 it is. Its LUN URL is the `demo LUN: iscsi://...` line it prints.
 
-Both are context managers: leaving the block stops the process, whatever happened inside.
+`Istgt` runs istgt (Debian's `istgt`, the FreeBSD/FreeNAS C target) in the foreground (`-D`) on a
+generated istgt.conf: one portal group on a free loopback port, the unit-control portal on
+another, an initiator group allowing ALL, one logical unit (LUN 0) on the backing file, no
+authentication. istgt 0.4 refuses `InitialR2T No`, so its writes beyond the immediate data wait
+for an R2T; a 4 KiB write is all immediate data on every target.
+
+All three are context managers: leaving the block stops the process, whatever happened inside.
 """
 
 from __future__ import annotations
@@ -47,6 +53,52 @@ TGTD_START_ATTEMPTS = 3
 TGTD_IQN = "iqn.2026-11.org.pyscsi.bench:tgtd"
 TGTD_TID = 1
 TGTD_LUN = 1
+#: The istgt target: IQN = NodeBase ":" TargetName, and its one LUN.
+ISTGT_NODE_BASE = "iqn.2026-11.org.pyscsi.bench"
+ISTGT_TARGET = "istgt"
+ISTGT_LUN = 0
+#: istgt.conf for one target (istgt 0.4, /usr/share/doc/istgt/examples/istgt.conf). The session
+#: keys match what pyscsi-target offers (8 KiB-256 KiB PDUs, 64 KiB first burst, immediate data);
+#: `InitialR2T No` is refused by istgt 0.4 ("not supported value No"), and its discovery and unit
+#: auth methods know no "None": `Auto` with an empty auth file admits anyone.
+ISTGT_CONF = """\
+[Global]
+  NodeBase "{node_base}"
+  PidFile {work}/istgt.pid
+  AuthFile {work}/istgt-auth.conf
+  MediaDirectory {work}
+  LogFacility "local7"
+  Timeout 30
+  NopInInterval 20
+  DiscoveryAuthMethod Auto
+  MaxSessions 16
+  MaxConnections 4
+  FirstBurstLength 65536
+  MaxBurstLength 262144
+  MaxRecvDataSegmentLength 262144
+  InitialR2T Yes
+  ImmediateData Yes
+  DataPDUInOrder Yes
+  DataSequenceInOrder Yes
+  ErrorRecoveryLevel 0
+[UnitControl]
+  AuthMethod Auto
+  Portal UC1 {address}:{control_port}
+  Netmask {address}
+[PortalGroup1]
+  Portal DA1 {address}:{port}
+[InitiatorGroup1]
+  InitiatorName "ALL"
+  Netmask {address}/32
+[LogicalUnit1]
+  TargetName {target}
+  Mapping PortalGroup1 InitiatorGroup1
+  AuthMethod Auto
+  UseDigest Auto
+  UnitType Disk
+  QueueDepth 32
+  LUN{lun} Storage {backing} Auto
+"""
 #: The demo LUN line `pyscsi-target serve --demo` prints on stdout (issue #2).
 DEMO_LINE = re.compile(r"^demo LUN: (iscsi://\S+)\s*$", re.MULTILINE)
 #: Where the demo extent lives below the data directory (pyscsi_target.server.demo).
@@ -221,6 +273,40 @@ class Tgtd(ChildTarget):
         super().stop()
         if had:
             self._remove_sockets()
+
+
+class Istgt(ChildTarget):
+    """istgt in the foreground on a generated istgt.conf, one target with LUN 0 on `backing`."""
+
+    name = "istgt"
+
+    def __init__(self, log_dir: Path, work: Path, backing: Path, istgt: Path) -> None:
+        super().__init__(log_dir)
+        self.work, self.backing, self.istgt = work, backing, istgt
+        self.conf_path = work / "istgt.conf"
+
+    def describe(self) -> dict[str, object]:
+        return super().describe() | {"backing": str(self.backing), "config": str(self.conf_path)}
+
+    def write_config(self, port: int, control_port: int) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        (self.work / "istgt-auth.conf").write_text("")
+        self.conf_path.write_text(ISTGT_CONF.format(
+            node_base=ISTGT_NODE_BASE, work=self.work, address=LOOPBACK, port=port,
+            control_port=control_port, target=ISTGT_TARGET, lun=ISTGT_LUN, backing=self.backing))
+
+    def start(self) -> None:
+        port, control_port = free_port(), free_port()
+        while control_port == port:
+            control_port = free_port()
+        self.write_config(port, control_port)
+        self.proc = self._spawn([str(self.istgt), "-c", str(self.conf_path), "-D", "-q"])
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not port_open(port):
+            if time.monotonic() > deadline or not self.alive():
+                raise self.failed(f"portal {LOOPBACK}:{port} does not accept connections")
+            time.sleep(POLL_S)
+        self.url = f"iscsi://{LOOPBACK}:{port}/{ISTGT_NODE_BASE}:{ISTGT_TARGET}/{ISTGT_LUN}"
 
 
 def pyscsi_command() -> list[str]:

@@ -4,7 +4,7 @@ fio must carry its `libiscsi` ioengine (Debian's fio binary is built without it)
 from Debian's own fio source package: the same steps as the project's
 `shared/tools/build-fio-libiscsi`, re-done here so that `benchmarks/compare` works from a clean
 clone. The build is cached (default `~/.cache/fio-libiscsi`) and reused when it still lists the
-engine. tgt (`tgtd`, `tgtadm`) and libiscsi's `iscsi-perf` come from Debian packages, installed
+engine. tgt (`tgtd`, `tgtadm`), istgt and libiscsi's `iscsi-perf` come from Debian packages, installed
 with the repository's `scripts/apt-install` when missing. Everything here needs root for apt-get.
 """
 
@@ -136,6 +136,11 @@ def ensure_programs(*names: str, package: str) -> dict[str, Path]:
 def ensure_tgt() -> dict[str, Path]:
     """tgtd and tgtadm (Debian package tgt)."""
     return ensure_programs("tgtd", "tgtadm", package="tgt")
+
+
+def ensure_istgt() -> dict[str, Path]:
+    """istgt (Debian package istgt: the FreeBSD/FreeNAS userspace target, issue #17's reference)."""
+    return ensure_programs("istgt", package="istgt")
 
 
 def ensure_iscsi_perf() -> Path:

@@ -223,7 +223,8 @@ class FullFeatureHandler:
         # positional: (itt, lun, cdb, cmdsn, attr, read, write, expected_length, data, immediate)
         event = ScsiCommand(itt, lun_to_int(lun), cdb, cmdsn, b1 & 0x07, read, write, edtl,
                             data if write else None, False)
-        slot = Slot(itt, event, True, raw_lun=lun, edtl=edtl, read=read, write=write)
+        # positional: (itt, event, ready, counted, delivered, answered, raw_lun, edtl, read, write)
+        slot = Slot(itt, event, True, False, False, False, lun, edtl, read, write)
         s.tasks[itt] = slot
         s.delivery.offer(cmdsn, slot)
         return True

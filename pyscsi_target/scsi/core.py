@@ -41,29 +41,41 @@ def execute(req: ScsiRequest, luns: Mapping[int, LogicalUnit], *, nowait: bool =
     try:
         spec = _admit(req, lu)
         _validate(req.cdb, spec)
+        # The gates below call out only when their state is not the common one (issue #17: the
+        # data path pays a few attribute reads per command, not a function call per check).
         if lu is not None:
-            _ready_gate(lu, spec)
-            _sanitize_gate(lu, spec, req.cdb)
-        if lu is not None and reservation_conflict(lu, spec, req):
-            result = ScsiResult(status=RESERVATION_CONFLICT)
-        else:
-            if lu is not None and spec.writes and lu.write_protected:
+            if lu.unavailable is not None:
+                _ready_gate(lu, spec)
+            if lu.sanitize_state != SANITIZE_IDLE:
+                _sanitize_gate(lu, spec, req.cdb)
+            pr = lu.pr  # an immutable snapshot: one read is consistent
+            if (lu.reserved_by is not None or pr.reservation is not None or pr.registrations) \
+                    and reservation_conflict(lu, spec, req):
+                result = ScsiResult(status=RESERVATION_CONFLICT)
+                return _with_transfer_length(result, req, spec, lu)
+            if spec.writes and lu.write_protected:
                 raise CheckCondition(SenseReason.WRITE_PROTECTED)  # SBC-4 §4.11
-            if nowait and not spec.nowait and _may_block(spec, req.cdb, lu):
-                raise WouldBlock  # the handler has not run: nothing changed
-            result = spec.handler(Task(req, lu, luns, spec, nowait))
-            if result.pending is not None:  # asynchronous I/O started: its end is mapped by _finish
-                pending = result.pending
-                result.pending = Pending(functools.partial(_start, pending.start),
-                                         functools.partial(_finish, pending.finish, req.cdb, spec, lu))
-                return result
-            if lu is not None and spec.writes and result.status == GOOD:
-                lu.after_write()
+        if nowait and not spec.nowait and _may_block(spec, req.cdb, lu):
+            raise WouldBlock  # the handler has not run: nothing changed
+        result = spec.handler(Task(req, lu, luns, spec, nowait))
+        if result.pending is not None:  # asynchronous I/O started: its end is mapped by _finish
+            pending = result.pending
+            result.pending = Pending(functools.partial(_start, pending.start),
+                                     functools.partial(_finish, pending.finish, req.cdb, spec, lu))
+            return result
+        if lu is not None and spec.writes and result.status == GOOD:
+            lu.after_write()
     except CheckCondition as cc:
         result = _check_condition(cc, lu)
     except StorageError as exc:
         result = _check_condition(CheckCondition(storage_reason(exc, spec)), lu)
-    if result.transfer_length is None and lu is not None:
+    return _with_transfer_length(result, req, spec, lu)
+
+
+def _with_transfer_length(result: ScsiResult, req: ScsiRequest, spec: CommandSpec | None,
+                          lu: LogicalUnit | None) -> ScsiResult:
+    """The result, with what the CDB asked to write when the handler did not say (residuals)."""
+    if result.transfer_length is None and lu is not None and spec is not None and spec.data_out is not None:
         result.transfer_length = _data_out_bytes(req.cdb, spec, lu.backend.block_size)
     return result
 
@@ -114,11 +126,9 @@ def _admit(req: ScsiRequest, lu: LogicalUnit | None) -> CommandSpec:
             # but INQUIRY (SPC-4 §6.6.1), REPORT LUNS (§6.33) and REQUEST SENSE (§6.39)
             raise CheckCondition(SenseReason.LOGICAL_UNIT_NOT_SUPPORTED)
     else:
-        lu.seen(req.nexus)
-        if spec is None or not spec.ua_exempt:
-            ua = lu.pop_unit_attention(req.nexus)
-            if ua is not None:
-                raise CheckCondition(ua)  # SAM-5 §5.14
+        ua = lu.attend(req.nexus, spec is None or not spec.ua_exempt)  # seen, then the oldest UA
+        if ua is not None:
+            raise CheckCondition(ua)  # SAM-5 §5.14
     if spec is None:
         raise error or CheckCondition(SenseReason.INVALID_COMMAND_OPERATION_CODE)
     if not spec.supported_by(lu):

@@ -205,6 +205,19 @@ class LogicalUnit:
                     queue.popleft()
                 queue.append(reason)
 
+    def attend(self, nexus: Nexus, pop: bool) -> SenseReason | None:
+        """`seen(nexus)`, then (with `pop`) `pop_unit_attention(nexus)`: what execute() asks of
+        every command, in one dict lookup and without the lock when nothing is pending (issue
+        #17: the data path's commands). Reading a deque's length is atomic under the GIL; a unit
+        attention another thread adds meanwhile is reported to the next command, as it would be
+        had that thread taken the lock a moment later."""
+        state = self._nexuses.get(nexus)
+        if state is None:
+            self.seen(nexus)
+        elif not state.unit_attentions:
+            return None
+        return self.pop_unit_attention(nexus) if pop else None
+
     def pop_unit_attention(self, nexus: Nexus) -> SenseReason | None:
         """Take the oldest pending unit attention of `nexus` (reporting clears it, SAM-5 §5.14)."""
         with self._state_lock:

@@ -22,7 +22,7 @@ from .cdb import LBA10, LBA12, LBA16, allocation_truncate, check_range, lba_and_
 from .command import Task
 from .sense import invalid_cdb
 from .types import Pending, ScsiResult
-from .vpd import max_transfer_blocks
+from .vpd import MAX_TRANSFER_BYTES, max_transfer_blocks
 
 #: READ CAPACITY(10) RETURNED LOGICAL BLOCK ADDRESS when the capacity needs READ CAPACITY(16)
 RC10_TOO_BIG = 0xFFFFFFFF
@@ -86,7 +86,8 @@ def _transfer(task: Task, length_byte: int) -> tuple[int, int]:
     lba, nblocks = rw_lba_and_length(task.cdb)
     be = task.lu.backend
     check_range(lba, nblocks, be.num_blocks)
-    if nblocks > max_transfer_blocks(be.block_size):
+    # the product first: a data-path transfer is far below the limit (one multiplication, no call)
+    if nblocks * be.block_size > MAX_TRANSFER_BYTES and nblocks > max_transfer_blocks(be.block_size):
         raise invalid_cdb(length_byte)
     return lba, nblocks
 

@@ -5,6 +5,7 @@ Nothing here is part of the public storage API; `base.py` is the interface.
 
 from __future__ import annotations
 
+import resource
 import time
 from collections.abc import Callable, Iterable, Iterator
 
@@ -17,8 +18,9 @@ MAX_BLOCK_SIZE = 1 << 20
 #: Chunk used for zero fills and pattern fills done with write(), in bytes.
 FILL_CHUNK_BYTES = 1 << 20
 
-#: seconds; a write into the page cache that took longer waited for the device (dirty-page
-#: throttling, block allocation): ~20x a 1 MiB pwrite on the development VM (docs/performance.md)
+#: seconds; a write into the page cache that took longer either waited for the device (dirty-page
+#: throttling, block allocation) or was preempted by the scheduler (a busy machine); ~20x a 1 MiB
+#: pwrite on the development VM (docs/performance.md). StallGuard tells the two apart.
 WRITE_STALL_S = 0.005
 #: seconds during which `write_nowait()` sends writes to worker threads after such a stall,
 #: before writing inline is tried again
@@ -125,26 +127,60 @@ class ClosedGuard:
             raise BackendClosed(f"{self._what} is closed")
 
 
+def voluntary_switches() -> int:
+    """Voluntary context switches of the calling thread so far (getrusage RUSAGE_THREAD): a thread
+    that slept in the kernel (dirty-page throttling, a page under writeback, a lock) counts one; a
+    thread the scheduler preempted counts an involuntary one instead."""
+    return resource.getrusage(_RUSAGE_THREAD).ru_nvcsw
+
+
+#: RUSAGE_THREAD is Linux's; elsewhere the process's figure (any switch then counts as a wait)
+_RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
+
+
 class StallGuard:
     """`write_nowait()` for backends that write through the page cache, which has no non-blocking
-    write (ext4 answers RWF_NOWAIT buffered writes with EOPNOTSUPP): write inline, but after a
-    write that took longer than WRITE_STALL_S refuse with WouldBlock for WRITE_BACKOFF_S, so
-    that while the device is the bottleneck writes wait in worker threads, not on an event loop.
+    write (ext4 answers RWF_NOWAIT buffered writes with EOPNOTSUPP): write inline, but once the
+    device makes writes wait refuse with WouldBlock for WRITE_BACKOFF_S, so that while the device
+    is the bottleneck writes wait in worker threads, not on an event loop.
+
+    A write slower than WRITE_STALL_S is only a suspicion: on a busy machine the scheduler
+    preempts the loop in the middle of a 4 KiB pwrite every second or so, and backing off for
+    that sent a second of writes through the worker threads at about twice the CPU per command
+    (issue #17: that was most of why a 4 KiB write cost more than a read). The next write then
+    confirms it: it too must be slow, and the thread must have slept in it (a voluntary context
+    switch, getrusage) rather than been preempted. A device that holds writes back does so to
+    every write for a while; a preemption hits one. The check costs nothing on fast writes.
     Racy by design between threads: a stale reading only moves one write to the other side."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 switches: Callable[[], int] = voluntary_switches) -> None:
         self._clock = clock
+        self._switches = switches
         self._until = 0.0
+        self._suspect = False
 
     def check(self) -> None:
         """WouldBlock while backing off."""
         if self._until and self._clock() < self._until:
             raise WouldBlock
 
-    def timed(self, write: Callable[[], None]) -> None:
-        """Run `write`, and start backing off when it stalled."""
+    def timed(self, write: Callable[..., None], *args: object) -> None:
+        """Run `write(*args)`; a slow one makes the next write a test, which starts the back-off
+        when it too is slow and slept."""
+        if self._suspect:
+            self._confirm(write, args)
+            return
         start = self._clock()
-        write()
+        write(*args)
+        if self._clock() - start > WRITE_STALL_S:
+            self._suspect = True
+
+    def _confirm(self, write: Callable[..., None], args: tuple[object, ...]) -> None:
+        self._suspect = False
+        switches = self._switches()
+        start = self._clock()
+        write(*args)
         end = self._clock()
-        if end - start > WRITE_STALL_S:
+        if end - start > WRITE_STALL_S and self._switches() != switches:
             self._until = end + WRITE_BACKOFF_S

@@ -94,7 +94,7 @@ class DescriptorBackend(Backend):
     def write_nowait(self, lba: int, data: Buffer) -> None:
         """`write()` unless recent writes stalled on the device (StallGuard): then WouldBlock."""
         self._stalls.check()
-        self._stalls.timed(lambda: self.write(lba, data))
+        self._stalls.timed(self.write, lba, data)
 
     def write(self, lba: int, data: Buffer) -> None:
         self._writable()

@@ -1,5 +1,6 @@
-"""`benchmarks/compare` must not rot (issue #6): a one-round smoke run against pyscsi-target and
-tgtd, plus the pieces it is built from (parsers, medians and floors, peak RSS, prefill).
+"""`benchmarks/compare` must not rot (issues #6, #17): a one-round smoke run against pyscsi-target,
+tgtd and istgt, plus the pieces it is built from (parsers, medians, floors and goals, peak RSS,
+CPU per command, prefill).
 
 The smoke run needs fio with the libiscsi engine; the `fio` fixture finds or builds it (cached in
 ~/.cache/fio-libiscsi), so CI pays for the build once. Only where fio cannot be built (no network,
@@ -13,16 +14,19 @@ import os
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from benchmarks.compare_lib.backing import CHUNK_BYTES, prefill, same_prefix
+from benchmarks.compare_lib.backing import CHUNK_BYTES, prefill, same_prefix, warm
 from benchmarks.compare_lib.cli import PROFILES, choose, parser
+from benchmarks.compare_lib.cpu import process_cpu_s, tree_cpu_s, us_per_command
 from benchmarks.compare_lib.jobs import (
     CLAT_MEAN,
     CLAT_P50,
     CLAT_P99,
+    CPU_US,
     IOPS,
     JOBS_BY_NAME,
     MIBS,
@@ -32,9 +36,9 @@ from benchmarks.compare_lib.jobs import (
     parse_fio,
     parse_iscsi_perf,
 )
-from benchmarks.compare_lib.report import FAIL, FLOORS, PASS, SKIP, Results, format_table
+from benchmarks.compare_lib.report import FAIL, FLOORS, GOALS, PASS, SKIP, TARGETS, Results, format_table
 from benchmarks.compare_lib.rss import PeakRss, RssPeak
-from benchmarks.compare_lib.runner import pair_order
+from benchmarks.compare_lib.runner import Plan, commands_of, pair_order
 from benchmarks.compare_lib.targets import TGTD_SOCKET_DIR
 from benchmarks.compare_lib.tools import REPO_ROOT, ToolError, ensure_fio
 
@@ -71,16 +75,16 @@ def _doc(out: Path) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
-def test_smoke_run_succeeds_against_both_targets(smoke: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+def test_smoke_run_succeeds_against_all_targets(smoke: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     res, out = smoke
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     doc = _doc(out)
     assert doc["errors"] == []
-    assert set(doc["meta"]["targets"]) == {"pyscsi", "tgtd"}
+    assert set(doc["meta"]["targets"]) == {"pyscsi", "tgtd", "istgt"}
     assert doc["meta"]["lun_bytes"] == 1 << 30
     for job in SMOKE_JOBS:
         assert f"round 1/1 {job}" in res.stdout
-        for target in ("pyscsi", "tgtd"):
+        for target in TARGETS:
             assert len(doc["jobs"][job]["samples"][target]) == 1
 
 
@@ -94,6 +98,8 @@ def test_smoke_samples_are_consistent(smoke: tuple[subprocess.CompletedProcess[s
             if JOBS_BY_NAME[name].tool == "fio":
                 assert 0 < sample[CLAT_P50] <= sample[CLAT_P99], (name, target)
                 assert sample[CLAT_MEAN] > 0
+            # every target spends CPU on every command; far below a second, far above a tick's share
+            assert 0 < sample[CPU_US] < 1e6, (name, target)
 
 
 def test_smoke_raw_outputs_parse_to_the_recorded_samples(smoke: tuple[subprocess.CompletedProcess[str], Path]) -> None:
@@ -102,9 +108,11 @@ def test_smoke_raw_outputs_parse_to_the_recorded_samples(smoke: tuple[subprocess
     for name in SMOKE_JOBS:
         job = JOBS_BY_NAME[name]
         parse = parse_fio if job.tool == "fio" else parse_iscsi_perf
-        for target in ("pyscsi", "tgtd"):
+        for target in TARGETS:
             raw = (out / "raw" / f"r01-{name}-{target}.out").read_text().split("\n--- stderr ---\n")[0]
-            assert parse(raw, job) == doc["jobs"][name]["samples"][target][0]
+            recorded = dict(doc["jobs"][name]["samples"][target][0])
+            assert recorded.pop(CPU_US) > 0  # measured from /proc, not from the tool's output
+            assert parse(raw, job) == recorded
 
 
 def test_smoke_ratios_floors_and_memory(smoke: tuple[subprocess.CompletedProcess[str], Path]) -> None:
@@ -114,7 +122,10 @@ def test_smoke_ratios_floors_and_memory(smoke: tuple[subprocess.CompletedProcess
         job = doc["jobs"][name]
         ours, theirs = job["median"]["pyscsi"][IOPS], job["median"]["tgtd"][IOPS]
         assert job["ratio"][IOPS] == pytest.approx(ours / theirs)
-        for target in ("pyscsi", "tgtd"):
+        istgt = job["median"]["istgt"]
+        assert job["ratio_istgt"][IOPS] == pytest.approx(ours / istgt[IOPS])
+        assert job["ratio_istgt"][CPU_US] == pytest.approx(job["median"]["pyscsi"][CPU_US] / istgt[CPU_US])
+        for target in TARGETS:
             peak = job["peak_rss"][target]
             assert 0 < peak["anon_kib"] <= peak["rss_kib"], (name, target, peak)
     floors = {f["floor"]: f for f in doc["floors"]}
@@ -123,7 +134,11 @@ def test_smoke_ratios_floors_and_memory(smoke: tuple[subprocess.CompletedProcess
         result = floors[floor.label]["result"]
         measured = floor.kind == "rss_mib" or floor.job in SMOKE_JOBS
         assert (result in (PASS, FAIL)) if measured else (result == SKIP), floor.label
-    assert doc["peak_rss_mib"]["pyscsi"] > 0 and doc["peak_rss_mib"]["tgtd"] > 0
+    goals = {g["floor"]: g["result"] for g in doc["goals"]}
+    assert len(goals) == len(GOALS)
+    for goal in GOALS:
+        assert (goals[goal.label] in (PASS, FAIL)) if goal.job in SMOKE_JOBS else (goals[goal.label] == SKIP)
+    assert all(doc["peak_rss_mib"][t] > 0 for t in TARGETS)
 
 
 def test_smoke_writes_table_and_png_chart(smoke: tuple[subprocess.CompletedProcess[str], Path]) -> None:
@@ -131,7 +146,8 @@ def test_smoke_writes_table_and_png_chart(smoke: tuple[subprocess.CompletedProce
     table = (out / "table.txt").read_text()
     for name in SMOKE_JOBS:
         assert JOBS_BY_NAME[name].title in table
-    assert "floors (issue #6):" in table and table.strip() in res.stdout
+    assert "floors (issue #6):" in table and "goals (issue #17, against istgt):" in table
+    assert "CPU us/cmd" in table and "pyscsi/istgt" in table and table.strip() in res.stdout
     png = (out / "chart.png").read_bytes()
     assert png[:8] == PNG_MAGIC
     width, height = struct.unpack(">II", png[16:24])  # IHDR: the first chunk
@@ -301,7 +317,7 @@ def test_profiles_and_overrides() -> None:
     profile, jobs, targets = choose(parser().parse_args(["--quick", "--rounds", "4", "--jobs", "seqread-1m-qd16"]))
     assert (profile.rounds, profile.runtime_s, [j.name for j in jobs]) == (4, PROFILES["quick"].runtime_s,
                                                                            ["seqread-1m-qd16"])
-    assert targets == ["pyscsi", "tgtd"]
+    assert targets == ["pyscsi", "tgtd", "istgt"]
     for bad in (["--jobs", "nope"], ["--targets", "lio"], ["--rounds", "0"], ["--targets", "tgtd,tgtd"]):
         with pytest.raises(SystemExit):
             choose(parser().parse_args(bad))
@@ -311,6 +327,9 @@ def test_pair_order_alternates() -> None:
     a, b = object(), object()
     orders = [pair_order([a, b], rnd, job) for rnd in (1, 2) for job in (0, 1)]  # type: ignore[list-item]
     assert orders == [[b, a], [a, b], [a, b], [b, a]]
+    c = object()
+    three = [pair_order([a, b, c], rnd, 0) for rnd in (0, 1, 2)]  # type: ignore[list-item]
+    assert three == [[a, b, c], [b, c, a], [c, a, b]]  # each target first, middle and last once
 
 
 def test_prefill_writes_identical_distinct_chunks(tmp_path: Path) -> None:
@@ -326,6 +345,13 @@ def test_prefill_writes_identical_distinct_chunks(tmp_path: Path) -> None:
         f.seek(CHUNK_BYTES + 100)
         f.write(b"\xff")
     assert not same_prefix(a, b, 2 * CHUNK_BYTES)
+
+
+def test_warm_reads_the_span_and_stops_at_the_end(tmp_path: Path) -> None:
+    a = tmp_path / "a.img"
+    prefill([a], 4 * CHUNK_BYTES, 4 * CHUNK_BYTES)
+    assert warm(a, 2 * CHUNK_BYTES + 1) == 3 * CHUNK_BYTES  # whole chunks: at least the span
+    assert warm(a, 10 * CHUNK_BYTES) == 4 * CHUNK_BYTES  # no further than the file goes
 
 
 @pytest.mark.parametrize(("size", "span"), [(0, 0), (CHUNK_BYTES, 2 * CHUNK_BYTES), (CHUNK_BYTES + 1, CHUNK_BYTES)])
@@ -370,3 +396,58 @@ def test_peak_rss_sees_a_peak_that_is_gone_by_the_end() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+# ---- CPU per command (issue #17) ------------------------------------------------------------------
+
+#: A child that burns CPU in two threads until stdin closes (a target's I/O threads).
+SPINNER = (
+    "import sys, threading, time\n"
+    "def spin():\n"
+    "    while True: time.perf_counter()\n"
+    "threading.Thread(target=spin, daemon=True).start()\n"
+    "print('ready', flush=True)\n"
+    "sys.stdin.read()\n"
+)
+
+
+def test_process_cpu_time_counts_the_threads_of_a_busy_child() -> None:
+    child = subprocess.Popen([sys.executable, "-c", SPINNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        assert child.stdout.readline() == "ready\n"
+        before = tree_cpu_s(child.pid)
+        deadline = time.monotonic() + 30
+        while tree_cpu_s(child.pid) - before < 0.2 and time.monotonic() < deadline:
+            pass  # the spinning thread's time shows in the process's figure
+        assert tree_cpu_s(child.pid) - before >= 0.2
+        assert process_cpu_s(child.pid) == pytest.approx(tree_cpu_s(child.pid), abs=0.05)
+    finally:
+        child.kill()
+        child.wait()
+    assert process_cpu_s(child.pid) == 0.0  # gone: nothing to count
+
+
+def test_cpu_per_command_counts_the_ramp_for_fio_and_whole_seconds_for_iscsi_perf(tmp_path: Path) -> None:
+    plan = Plan((), 1, 10.0, 2.0, 1 << 30, Path("fio"), None, 512, tmp_path)
+    assert commands_of(plan, JOBS_BY_NAME["randread-4k-qd16"], {IOPS: 1000.0, MIBS: 1.0}) == 12_000
+    assert commands_of(plan, JOBS_BY_NAME["iscsi-perf-4k-qd16"], {IOPS: 1000.0, MIBS: 1.0}) == 10_000
+    assert us_per_command(0.3, 12_000) == pytest.approx(25.0)
+    assert us_per_command(0.3, 0) is None
+
+
+def test_goals_compare_with_istgt_and_cpu_lower_is_better() -> None:
+    r = Results()
+    r.add("randwrite-4k-qd16", "pyscsi", {IOPS: 100.0, MIBS: 1.0, CPU_US: 30.0}, None)
+    r.add("randwrite-4k-qd16", "tgtd", {IOPS: 300.0, MIBS: 1.0, CPU_US: 10.0}, None)
+    r.add("randwrite-4k-qd16", "istgt", {IOPS: 100.0, MIBS: 1.0, CPU_US: 29.0}, None)
+    goals = {g["floor"]: g["result"] for g in r.floors(GOALS)}
+    by_label = {g.label: g for g in GOALS}
+    write_iops = next(g for g in GOALS if g.job == "randwrite-4k-qd16" and g.metric == IOPS)
+    write_cpu = next(g for g in GOALS if g.job == "randwrite-4k-qd16" and g.metric == CPU_US)
+    assert goals[write_iops.label] == PASS  # 1.00 of istgt, though a third of tgtd
+    assert goals[write_cpu.label] == FAIL  # 30 us against istgt's 29
+    assert sum(v == SKIP for v in goals.values()) == len(by_label) - 2
+    table = format_table(r)
+    assert "CPU us/cmd" in table and "1.03" in table and "pyscsi/istgt" in table

@@ -6,6 +6,7 @@ set stays bounded) and raises WouldBlock when it would have to wait for the devi
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from pyscsi_target.storage import (
     StorageError,
     WouldBlock,
 )
-from pyscsi_target.storage._common import WRITE_BACKOFF_S, WRITE_STALL_S, StallGuard
+from pyscsi_target.storage._common import WRITE_BACKOFF_S, WRITE_STALL_S, StallGuard, voluntary_switches
 from pyscsi_target.storage._mapping import is_mapped_view
 from pyscsi_target.storage.file import MAPPED_READ_MIN, MAPPED_TRIM_BYTES
 
@@ -146,23 +147,36 @@ class FakeClock:
         return self.now
 
 
-def test_stall_guard_backs_off_after_a_stalled_write_then_tries_again() -> None:
-    clock = FakeClock()
-    guard = StallGuard(clock)
+class FakeSwitches:
+    """The thread's voluntary context switches, as a test says they happened."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> int:
+        return self.count
+
+
+def test_stall_guard_backs_off_when_the_device_holds_writes_back_then_tries_again() -> None:
+    clock, switches = FakeClock(), FakeSwitches()
+    guard = StallGuard(clock, switches)
     writes: list[str] = []
 
     def quick() -> None:
         writes.append("quick")
         clock.now += WRITE_STALL_S / 2
 
-    def stalled() -> None:
-        writes.append("stalled")
+    def slept() -> None:  # the device made the write wait: the thread slept in the kernel
+        writes.append("slept")
+        switches.count += 1
         clock.now += WRITE_STALL_S * 3
 
     guard.check()
     guard.timed(quick)
     guard.check()  # a write within WRITE_STALL_S changes nothing
-    guard.timed(stalled)
+    guard.timed(slept)
+    guard.check()  # one slow write is a suspicion only
+    guard.timed(slept)  # the next one confirms it
     with pytest.raises(WouldBlock):
         guard.check()
     clock.now += WRITE_BACKOFF_S * 0.9
@@ -170,7 +184,35 @@ def test_stall_guard_backs_off_after_a_stalled_write_then_tries_again() -> None:
         guard.check()
     clock.now += WRITE_BACKOFF_S * 0.2
     guard.check()  # backed off long enough: inline again
-    assert writes == ["quick", "stalled"]
+    assert writes == ["quick", "slept", "slept"]
+
+
+def test_stall_guard_ignores_writes_the_scheduler_preempted() -> None:
+    """Issue #17: on a busy machine the loop is preempted inside a pwrite now and then; that is no
+    reason to send a second of writes through the worker threads at twice the CPU each."""
+    clock, switches = FakeClock(), FakeSwitches()
+    guard = StallGuard(clock, switches)
+
+    def preempted() -> None:  # slow, but the thread never slept: no voluntary switch
+        clock.now += WRITE_STALL_S * 3
+
+    def quick() -> None:
+        clock.now += WRITE_STALL_S / 2
+
+    for _ in range(5):
+        guard.timed(preempted)
+        guard.check()
+    guard.timed(preempted)
+    guard.timed(quick)  # a quick write after a slow one clears the suspicion
+    switches.count += 1  # even if the thread sleeps elsewhere (epoll) before the next slow write
+    guard.timed(preempted)
+    guard.check()
+
+
+def test_voluntary_switches_counts_this_threads_sleeps() -> None:
+    before = voluntary_switches()
+    time.sleep(0.01)  # a sleep in the kernel is a voluntary context switch
+    assert voluntary_switches() > before
 
 
 # ---- large reads through the mapping (FileBackend) -------------------------------------------------
