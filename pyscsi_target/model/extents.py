@@ -133,19 +133,22 @@ def parse_filesize(text: str) -> int:
 
 
 def new_naa(cfg: Config) -> str:
-    used = {e.naa for e in cfg.extents.values()}
     while True:
         naa = NAA_PREFIX + secrets.token_hex(NAA_RANDOM_DIGITS // 2 + 1)[:NAA_RANDOM_DIGITS]
-        if naa not in used:
+        if not cfg.find("extent_naa", naa):
             return naa
 
 
 def new_serial(cfg: Config) -> str:
-    used = {e.serial for e in cfg.extents.values()}
     while True:
         serial = secrets.token_hex(SERIAL_DIGITS // 2)
-        if serial not in used:
+        if not cfg.find("extent_serial", serial):
             return serial
+
+
+def _others(cfg: Config, index: str, key: str, oid: int) -> bool:
+    """True if an extent other than `oid` has `key` in `index`."""
+    return any(other != oid for other in cfg.find(index, key))
 
 
 def _parent_is_file(path: str) -> bool:
@@ -268,7 +271,7 @@ def _check_identity(cfg: Config, ext: Extent) -> Errors:
         errors[F_NAME] = [MSG_QUOTES]
     elif text_problem(ext.name):  # issue #10: names reach logs and iscsi-ls (model/text.py)
         errors[F_NAME] = [MSG_CONTROL]
-    elif any(o.id != ext.id and o.name == ext.name for o in cfg.extents.values()):
+    elif _others(cfg, "extent_name", ext.name, ext.id):
         errors[F_NAME] = ["Extent name must be unique."]
     if text_problem(ext.comment):
         errors["iscsi_target_extent_comment"] = [MSG_CONTROL]
@@ -279,7 +282,7 @@ def _check_identity(cfg: Config, ext: Extent) -> Errors:
     elif not all(" " <= c <= "~" for c in ext.serial):
         # VPD page 0x80 carries ASCII data: graphic characters 20h-7Eh only (SPC-4, ASCII data fields).
         errors[F_SERIAL] = ["Use printable ASCII characters."]
-    elif any(o.id != ext.id and o.serial == ext.serial for o in cfg.extents.values()):
+    elif _others(cfg, "extent_serial", ext.serial, ext.id):
         errors[F_SERIAL] = ["Serial must be unique."]
     if not ext.naa:
         ext.naa = new_naa(cfg)
