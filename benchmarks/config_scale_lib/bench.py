@@ -27,6 +27,7 @@ import argparse
 import base64
 import http.client
 import json
+import math
 import os
 import re
 import resource
@@ -81,7 +82,7 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
         return 0.0
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
     return ordered[rank - 1]
 
 

@@ -19,7 +19,7 @@ from ..model.config import Config
 from ..model.validation import validate
 from .fields import Errors, Field, coerce, serialize
 from .http import conflict, empty_response, json_response, read_object
-from .listing import paginate
+from .listing import Page, RowCache, paginate, plain_window
 from .resources import GLOBAL_RESOURCE, Resource
 from .state import ApiState, api_state
 
@@ -121,9 +121,19 @@ def collection_blueprint(res: Resource) -> Blueprint:
     async def collection() -> Response:
         if request.method == "POST":
             return await _create(res)
-        snapshot = api_state().control.snapshot()
-        objects = getattr(snapshot, res.collection).values()
-        return list_response(res.fields, sorted(objects, key=lambda o: res.order(snapshot, o)))
+        state = api_state()
+        snapshot = state.control.snapshot()
+        objects = sorted(getattr(snapshot, res.collection).values(), key=lambda o: res.order(snapshot, o))
+        cache = state.rows.setdefault(res.name, RowCache(res.fields))
+        window = plain_window(res.fields, request.args, request.headers.get("Range"))
+        if window is None:  # filtered or sorted: every row is needed
+            page = paginate(res.fields, cache.rows(objects, len(objects)), request.args,
+                            request.headers.get("Range"))
+        else:  # only paged: serialise the page alone (issue #12)
+            offset, limit = window
+            cut = objects[offset:None if limit is None else offset + limit]
+            page = Page(cache.rows(cut, len(objects)), offset, len(objects))
+        return json_response(page.items, headers={"Content-Range": page.content_range})
 
     async def detail(oid: int) -> Response:
         if request.method in ("PUT", "PATCH"):

@@ -8,12 +8,16 @@
 - Any other key must be a response field: an exact-match filter (`?iscsi_target=3`); `null`
   matches null; a list field matches when it contains the value; repeating a key matches any.
 - `format=json` is accepted; anything else, or an unknown key, is 400 `{"error": ...}`.
+
+Issue #12: a query that only pages (no filter, no sort) is cut before anything is serialised
+(`plain_window`), and rows are serialised once per object version (`RowCache`): a list of 20 at
+10,000 objects serialises 20, and `limit=0` serialises only what changed since the last list.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +132,47 @@ def _sorted(fields: Mapping[str, Field], rows: list[dict[str, Any]], keys: list[
             raise BadRequest(f"Cannot sort by '{name}'.")
         rows = sorted(rows, key=lambda r: (r[name] is None, r[name]), reverse=key.startswith("-"))
     return rows
+
+
+def plain_window(
+    fields: tuple[Field, ...], args: MultiDict[str, str], range_header: str | None
+) -> tuple[int, int | None] | None:
+    """(offset, limit or None) when the query only pages: the caller cuts its objects, already in
+    default order, before serialising them. None when it filters or sorts (then `paginate`).
+    Refuses what `paginate` refuses."""
+    by_name = {f.name: f for f in fields if not f.write_only}
+    check_format(args)
+    if _filters(by_name, args) or _sort_keys(args):
+        return None
+    return _window(args, range_header)
+
+
+class RowCache:
+    """Serialised rows of one resource, kept per object: configuration objects are replaced,
+    never changed, when a change is applied (model/draft.py), so a row is valid while its object
+    is the one served. Fields read from the live target (`Field.runtime`) are read every time."""
+
+    def __init__(self, fields: tuple[Field, ...]) -> None:
+        self.static = tuple(f for f in fields if not f.write_only and not f.runtime)
+        self.runtime = tuple(f for f in fields if not f.write_only and f.runtime)
+        self._rows: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+    def rows(self, objects: Iterable[Any], total: int) -> list[dict[str, Any]]:
+        """The rows of `objects` (of a collection holding `total` objects)."""
+        if len(self._rows) > 2 * total + 64:  # deleted objects' rows
+            self._rows.clear()
+        out = []
+        for obj in objects:
+            hit = self._rows.get(obj.id)
+            if hit is not None and hit[0] is obj:
+                row = hit[1]
+            else:
+                row = {f.name: f.read(obj) for f in self.static}
+                self._rows[obj.id] = (obj, row)
+            if self.runtime:
+                row = {**row, **{f.name: f.read(obj) for f in self.runtime}}
+            out.append(row)
+        return out
 
 
 def paginate(

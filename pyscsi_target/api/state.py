@@ -21,6 +21,7 @@ from ..model.control import ApplyError, ConfigError, TargetControl
 from ..model.validation import ValidationContext
 from .auth import AuthGuard
 from .http import conflict
+from .listing import RowCache
 
 #: How long an id removed by a cascade still answers DELETE with 204, in seconds (our choice:
 #: long enough for a client's follow-up delete, short enough not to hide real mistakes).
@@ -56,6 +57,8 @@ class ApiState:
     version: str
     lock: trio.Lock = field(default_factory=trio.Lock)
     cascaded: CascadeMemory = field(default_factory=CascadeMemory)
+    #: serialised rows per resource name (api/listing.py RowCache)
+    rows: dict[str, RowCache] = field(default_factory=dict)
 
     async def commit(self, new: Config) -> Response | None:
         """Apply `new`; a refusal from the live target (`ApplyError`, named in model terms and

@@ -110,10 +110,13 @@ class Indexes:
 
     @classmethod
     def of(cls, cfg: Config) -> Indexes:
+        from .extents import resolving
+
         idx = cls()
-        for collection in BY_COLLECTION:
-            for obj in getattr(cfg, collection).values():
-                idx.add(cfg, collection, obj)
+        with resolving():  # every extent's path is resolved: its folder once (issue #12)
+            for collection in BY_COLLECTION:
+                for obj in getattr(cfg, collection).values():
+                    idx.add(cfg, collection, obj)
         return idx
 
     def add(self, cfg: Config, collection: str, obj: Any) -> None:

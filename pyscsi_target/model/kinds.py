@@ -55,7 +55,7 @@ class ExtentKind:
 def path_names(ext: Extent) -> frozenset[Hashable]:
     """A file or device by name: its resolved path, and its storage_identity() when it exists
     (hard links, symlinks, device aliases)."""
-    names: set[Hashable] = {("path", os.path.realpath(ext.path))}
+    names: set[Hashable] = {("path", extents.realpath(ext.path))}
     with contextlib.suppress(OSError, ValueError):
         names.add(extents.storage_identity(os.stat(ext.path)))
     return frozenset(names)

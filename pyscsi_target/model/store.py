@@ -18,6 +18,7 @@ program is refused; there has been one schema so far, so there is nothing to mig
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import sqlite3
@@ -61,8 +62,13 @@ def _to_json(obj: Any) -> str:
     return json.dumps(dataclasses.asdict(obj), sort_keys=True)
 
 
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
+
+
 def _row(cls: type, data: dict[str, Any]) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = _field_names(cls)
     kwargs = {k: v for k, v in data.items() if k in names}
     if cls is Portal:
         kwargs["ips"] = [PortalAddress(**a) for a in kwargs.get("ips", [])]

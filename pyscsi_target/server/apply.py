@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..model import ApplyError, Config, ConfigStore, Draft, Extent, committed
-from ..model.extents import MSG_SHRINK, parse_filesize
+from ..model.extents import MSG_SHRINK, parse_filesize, resolving
 from ..model.kinds import kind_for
 from ..scsi.host import LuHost
 from ..scsi.lu import LogicalUnit
@@ -220,17 +220,21 @@ class ChangeApplier:
     def _open_batch(self, exts: list[Extent]) -> list[LiveExtent | BaseException]:
         """Blocking: open each extent and install its saved reservations."""
         out: list[LiveExtent | BaseException] = []
-        for ext in exts:
-            try:
-                live = self._extent_opener(ext, self.host)
-            except Exception as exc:
-                out.append(exc)
-                continue
-            problem = self._load_pr_state(live)
-            if problem is not None:
-                live.problem = live.lu.unavailable = problem
-            out.append(live)
+        with resolving():  # their folders are resolved once per batch
+            for ext in exts:
+                out.append(self._open_and_load(ext))
         return out
+
+    def _open_and_load(self, ext: Extent) -> LiveExtent | BaseException:
+        """Blocking: one extent opened with its saved reservations, or why it could not be."""
+        try:
+            live = self._extent_opener(ext, self.host)
+        except Exception as exc:
+            return exc
+        problem = self._load_pr_state(live)
+        if problem is not None:
+            live.problem = live.lu.unavailable = problem
+        return live
 
     async def _resize(self, live: LiveExtent, ext: Extent, resized: list[LiveExtent]) -> None:
         """Growing is live (CAPACITY DATA HAS CHANGED); shrinking would destroy the data past the
@@ -382,3 +386,9 @@ def flush_and_close(live: LiveExtent) -> None:
         log.error("extent %r: flush on close failed: %s", live.extent.name, exc)
     finally:
         live.backend.close()
+
+
+def flush_and_close_all(lives: list[LiveExtent]) -> None:
+    """Blocking: `flush_and_close` each (shutdown: one thread round trip, not one per extent)."""
+    for live in lives:
+        flush_and_close(live)

@@ -23,7 +23,7 @@ from ..model.extents import StoragePolicy
 from ..scsi.host import LuHost
 from ..scsi.lu import LogicalUnit
 from .admission import Admission
-from .apply import Address, ChangeApplier, flush_and_close
+from .apply import Address, ChangeApplier, flush_and_close_all
 from .connection import ConnectionHandler, tune_socket
 from .extents import LiveExtent
 from .fabric import ServerHost
@@ -174,8 +174,8 @@ class TargetService(ChangeApplier):
                 nursery.start_soon(h.request_logout, "shutdown", SHUTDOWN_LOGOUT_GRACE_S)
         for h in list(self.handlers):
             h.terminate("shutdown")
-        for live in self.extents.values():
-            await trio.to_thread.run_sync(flush_and_close, live)
+        lives = list(self.extents.values())
+        await trio.to_thread.run_sync(flush_and_close_all, lives)  # one thread round trip for all
         self.extents.clear()
         self._identities.clear()
         self._failing.clear()
