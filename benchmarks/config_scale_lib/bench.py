@@ -226,7 +226,7 @@ def discovery_seconds(portal_port: int) -> float | None:
     return time.monotonic() - started
 
 
-def run(n: int, workdir: Path, progress: Callable[[str], None]) -> dict[str, Any]:
+def run(n: int, workdir: Path, progress: Callable[[str], None], block_size: int = BLOCK) -> dict[str, Any]:
     data_dir = workdir / "data"
     server = Server(data_dir, free_port(), free_port(), n + FD_HEADROOM)
     results: dict[str, Any] = {"n": n, "volume_bytes": VOLUME_BYTES}
@@ -245,7 +245,7 @@ def run(n: int, workdir: Path, progress: Callable[[str], None]) -> dict[str, Any
             for call, seconds in times.items():
                 per_call[call].append(seconds)
                 block.append(seconds)
-            if i % BLOCK == 0 or i == n:
+            if i % block_size == 0 or i == n:
                 stats = {"volumes": i, **block_stats(block)}
                 blocks.append(stats)
                 progress(f"{i} volumes: p50 {stats['p50_ms']} ms, p99 {stats['p99_ms']} ms")
@@ -330,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", "--volumes", type=int, default=10000, help="volumes to create (default 10000)")
     parser.add_argument("--json", type=Path, default=Path("config_scale.json"), help="where to write the JSON")
     parser.add_argument("--workdir", type=Path, help="keep the data directory here (default: a temp dir)")
+    parser.add_argument("--block", type=int, default=BLOCK, help=f"volumes per latency row (default {BLOCK})")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
 
@@ -339,10 +340,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        results = run(args.volumes, args.workdir, progress)
+        results = run(args.volumes, args.workdir, progress, args.block)
     else:
         with tempfile.TemporaryDirectory(prefix="config-scale-") as tmp:
-            results = run(args.volumes, Path(tmp), progress)
+            results = run(args.volumes, Path(tmp), progress, args.block)
     print(format_table(results))
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

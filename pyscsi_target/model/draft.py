@@ -180,10 +180,10 @@ class Draft(Config):
                     items.pop(oid, None)
                     continue
                 items[oid] = obj
-                if base.indexes is not None and not rekey:
+                if base.indexes is not None:
                     base.indexes.add(base, collection, obj)
         if rekey and base.indexes is not None:
-            base.indexed()
+            base.indexes.rekey(base)  # every target's iSCSI name changed with the basename
         self._committed = changes
         return base
 

@@ -138,7 +138,15 @@ class Indexes:
                     ids.discard(oid)
                     if not ids:
                         del table[key]
-        self.unresolved.discard(oid)
+        if collection == SPECS[STORAGE].collection:
+            self.unresolved.discard(oid)
+
+    def rekey(self, cfg: Config) -> None:
+        """Index again what depends on the global configuration (a basename change)."""
+        for collection in {spec.collection for spec in SPECS.values() if spec.uses_global}:
+            for obj in getattr(cfg, collection).values():
+                self.remove(collection, obj.id)
+                self.add(cfg, collection, obj)
 
     def ids(self, name: str, key: Hashable) -> set[int]:
         """The ids indexed under `key` (do not mutate the set)."""

@@ -21,7 +21,7 @@ Extents not served (their LU answers NOT READY) are retried at every apply, as b
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,7 @@ log = logging.getLogger("pyscsi_target.service")
 
 #: extents opened per worker-thread call at start-up and in big changes (one thread round trip
 #: per extent made 10,000 extents take minutes on a busy loop, issue #12)
-OPEN_BATCH = 64
+OPEN_BATCH_SIZE = 64
 #: worker threads opening extents at once (the opens are system calls: a few overlap well)
 OPEN_THREADS = 4
 
@@ -68,10 +68,10 @@ class Plan:
     isns: bool = True
 
 
-def plan_change(old: Config, change: Config, live_extents: set[int], failing: set[int]) -> Plan:
+def plan_change(old: Config, change: Config, live_extents: Iterable[int], failing: set[int]) -> Plan:
     """The plan of `change` over `old` (before `old` takes it). A whole Config plans everything."""
     if not isinstance(change, Draft):
-        return Plan(set(change.extents) | live_extents, set(change.targets) | set(old.targets))
+        return Plan(set(change.extents) | set(live_extents), set(change.targets) | set(old.targets))
     changed = change.changed_collections()
     plan = Plan(listeners=False, sessions=False, isns=False)
     plan.extents = set(changed.get("extents", ())) | failing
@@ -124,7 +124,7 @@ class ChangeApplier:
 
     async def _apply(self, new: Config, *, persist: bool, initial: bool = False) -> None:
         old = self.config
-        plan = plan_change(old, new, set(self.extents), self._failing)
+        plan = plan_change(old, new, self.extents.keys(), self._failing)
         opened: dict[int, LiveExtent] = {}
         resized: list[LiveExtent] = []
         bound: dict[Address, Any] = {}
@@ -206,14 +206,14 @@ class ChangeApplier:
         limiter = trio.CapacityLimiter(OPEN_THREADS)
 
         async def batch(start: int) -> None:
-            part = exts[start:start + OPEN_BATCH]
+            part = exts[start:start + OPEN_BATCH_SIZE]
             done = await trio.to_thread.run_sync(self._open_batch, part, limiter=limiter)
             results[start:start + len(done)] = done
 
         if len(exts) <= 1:
             return await trio.to_thread.run_sync(self._open_batch, exts) if exts else []
         async with trio.open_nursery() as nursery:
-            for start in range(0, len(exts), OPEN_BATCH):
+            for start in range(0, len(exts), OPEN_BATCH_SIZE):
                 nursery.start_soon(batch, start)
         return results
 

@@ -67,6 +67,17 @@ def test_a_read_alone_is_no_change(tmp_path: Path) -> None:
     assert draft.changed_collections() == {}
 
 
+def test_a_basename_change_renames_every_target_in_the_index(tmp_path: Path) -> None:
+    base = volumes(3, tmp_path)
+    draft = base.draft()
+    draft.global_config.basename = "iqn.2026-12.org.example"
+    assert draft.target_by_iqn("iqn.2026-12.org.example:pvc-2") == base.targets[2]
+    committed(draft, base)
+    assert base.target_by_iqn("iqn.2026-12.org.example:pvc-2") is base.targets[2]
+    assert base.target_by_iqn("iqn.2005-10.org.freenas.ctl:pvc-2") is None
+    assert base.find("extent_name", "pvc-3") == {3}  # the other indexes are kept
+
+
 def _scan(cfg: Config, index: str, key: object) -> set[int]:
     spec = SPECS[index]
     return {o.id for o in getattr(cfg, spec.collection).values() if key in spec.keys(cfg, o)}
