@@ -110,20 +110,28 @@ def resolving() -> Iterator[None]:
 
 
 def realpath(path: str) -> str:
-    """os.path.realpath(path), with the folders of a `resolving()` block remembered."""
+    """os.path.realpath(path), with what a `resolving()` block resolved remembered."""
     folders: dict[str, str] | None = getattr(_resolving, "folders", None)
-    head, tail = os.path.split(path)
-    if folders is None or not head or tail in ("", ".", "..") or os.path.normpath(path) != path:
+    if folders is None:
         return os.path.realpath(path)
-    real_head = folders.get(head)
-    if real_head is None:
-        real_head = folders[head] = os.path.realpath(head)
-    try:
-        if stat.S_ISLNK(os.lstat(path).st_mode):
-            return os.path.realpath(path)
-    except (OSError, ValueError):
-        pass  # missing (or unreachable): realpath() would append the name to its folder as well
-    return os.path.join(real_head, tail)
+    known = folders.get(path)
+    if known is not None:
+        return known
+    head, tail = os.path.split(path)
+    if not head or tail in ("", ".", "..") or os.path.normpath(path) != path:
+        real = os.path.realpath(path)
+    else:
+        real_head = folders.get(head)
+        if real_head is None:
+            real_head = folders[head] = os.path.realpath(head)
+        real = os.path.join(real_head, tail)
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                real = os.path.realpath(path)
+        except (OSError, ValueError):
+            pass  # missing (or unreachable): realpath() appends the name to its folder as well
+    folders[path] = real
+    return real
 
 
 def forbidden(real: str) -> bool:

@@ -220,17 +220,21 @@ class ChangeApplier:
     def _open_batch(self, exts: list[Extent]) -> list[LiveExtent | BaseException]:
         """Blocking: open each extent and install its saved reservations."""
         out: list[LiveExtent | BaseException] = []
+        saved = self.pr_store.saved() if self.pr_store is not None and len(exts) > 1 else None
         with resolving():  # their folders are resolved once per batch
             for ext in exts:
-                out.append(self._open_and_load(ext))
+                out.append(self._open_and_load(ext, saved))
         return out
 
-    def _open_and_load(self, ext: Extent) -> LiveExtent | BaseException:
-        """Blocking: one extent opened with its saved reservations, or why it could not be."""
+    def _open_and_load(self, ext: Extent, saved: set[str] | None) -> LiveExtent | BaseException:
+        """Blocking: one extent opened with its saved reservations, or why it could not be.
+        `saved`: the reservation states there are (PrStore.saved), None to look each up."""
         try:
             live = self._extent_opener(ext, self.host)
         except Exception as exc:
             return exc
+        if saved is not None and self.pr_store is not None and not self.pr_store.has(live.extent.naa, saved):
+            return live
         problem = self._load_pr_state(live)
         if problem is not None:
             live.problem = live.lu.unavailable = problem

@@ -10,6 +10,7 @@ make. Every apply runs under one lock, so changes apply one at a time and in ord
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import math
 import socket
@@ -153,15 +154,29 @@ class TargetService(ChangeApplier):
                 self.host.bind(nursery)  # background operations (SANITIZE) belong to this nursery
                 self.isns = IsnsManager(nursery)
                 if self.store is not None:
-                    store = self.store
-                    cfg = await trio.to_thread.run_sync(lambda: store.load().indexed())
-                    async with self._lock:
-                        await self._apply(cfg, persist=False, initial=True)
+                    await self._start_from(self.store)
                 task_status.started(self)
                 await trio.sleep_forever()
         finally:
             with trio.CancelScope(shield=True):
                 await self._shutdown()
+
+    async def _start_from(self, store: ConfigStore) -> None:
+        """Serve the stored configuration: start-up is an apply of everything. Its objects (N
+        volumes' configuration and logical units: ~40 tracked objects each) live until shutdown,
+        so the cyclic collector is paused while they are made (each full collection on the way
+        scanned all made so far: quadratic) and they are frozen out of later full collections
+        (0.7 s each at 10,000 volumes otherwise; issue #12)."""
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            cfg = await trio.to_thread.run_sync(lambda: store.load().indexed())
+            async with self._lock:
+                await self._apply(cfg, persist=False, initial=True)
+        finally:
+            gc.freeze()
+            if collecting:
+                gc.enable()
 
     async def _shutdown(self) -> None:
         for lst in self.listeners.values():
