@@ -18,7 +18,7 @@ from ..model import edits
 from ..model.config import Config
 from ..model.validation import validate
 from .fields import Errors, Field, coerce, serialize
-from .http import conflict, empty_response, json_response, read_object
+from .http import conflict, empty_response, json_response, json_text_response, read_object
 from .listing import Page, RowCache, paginate, plain_window
 from .resources import GLOBAL_RESOURCE, Resource
 from .state import ApiState, api_state
@@ -129,11 +129,12 @@ def collection_blueprint(res: Resource) -> Blueprint:
         if window is None:  # filtered or sorted: every row is needed
             page = paginate(res.fields, cache.rows(objects, len(objects)), request.args,
                             request.headers.get("Range"))
-        else:  # only paged: serialise the page alone (issue #12)
-            offset, limit = window
-            cut = objects[offset:None if limit is None else offset + limit]
-            page = Page(cache.rows(cut, len(objects)), offset, len(objects))
-        return json_response(page.items, headers={"Content-Range": page.content_range})
+            return json_response(page.items, headers={"Content-Range": page.content_range})
+        # only paged: the page alone, from the rows' kept JSON texts (issue #12)
+        offset, limit = window
+        cut = objects[offset:None if limit is None else offset + limit]
+        content_range = Page(cut, offset, len(objects)).content_range
+        return json_text_response(cache.json_text(cut, len(objects)), headers={"Content-Range": content_range})
 
     async def detail(oid: int) -> Response:
         if request.method in ("PUT", "PATCH"):

@@ -16,6 +16,7 @@ Issue #12: a query that only pages (no filter, no sort) is cut before anything i
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -147,32 +148,59 @@ def plain_window(
     return _window(args, range_header)
 
 
+@dataclass
+class _Row:
+    obj: Any
+    static: dict[str, Any]
+    #: the runtime fields' values the JSON text was made with, and that text
+    runtime: tuple[Any, ...] | None = None
+    text: str = ""
+
+
 class RowCache:
     """Serialised rows of one resource, kept per object: configuration objects are replaced,
     never changed, when a change is applied (model/draft.py), so a row is valid while its object
-    is the one served. Fields read from the live target (`Field.runtime`) are read every time."""
+    is the one served. Fields read from the live target (`Field.runtime`) are read every time;
+    the row's JSON text is kept with the runtime values it was made with."""
 
     def __init__(self, fields: tuple[Field, ...]) -> None:
         self.static = tuple(f for f in fields if not f.write_only and not f.runtime)
         self.runtime = tuple(f for f in fields if not f.write_only and f.runtime)
-        self._rows: dict[int, tuple[Any, dict[str, Any]]] = {}
+        self._rows: dict[int, _Row] = {}
+
+    def _row(self, obj: Any) -> _Row:
+        row = self._rows.get(obj.id)
+        if row is None or row.obj is not obj:
+            row = self._rows[obj.id] = _Row(obj, {f.name: f.read(obj) for f in self.static})
+        return row
+
+    def _prune(self, total: int) -> None:
+        if len(self._rows) > 2 * total + 64:  # deleted objects' rows
+            self._rows.clear()
 
     def rows(self, objects: Iterable[Any], total: int) -> list[dict[str, Any]]:
         """The rows of `objects` (of a collection holding `total` objects)."""
-        if len(self._rows) > 2 * total + 64:  # deleted objects' rows
-            self._rows.clear()
+        self._prune(total)
         out = []
         for obj in objects:
-            hit = self._rows.get(obj.id)
-            if hit is not None and hit[0] is obj:
-                row = hit[1]
-            else:
-                row = {f.name: f.read(obj) for f in self.static}
-                self._rows[obj.id] = (obj, row)
+            row = self._row(obj).static
             if self.runtime:
                 row = {**row, **{f.name: f.read(obj) for f in self.runtime}}
             out.append(row)
         return out
+
+    def json_text(self, objects: Iterable[Any], total: int) -> str:
+        """`json.dumps(self.rows(objects, total), sort_keys=True)`, from the rows' kept texts."""
+        self._prune(total)
+        parts = []
+        for obj in objects:
+            row = self._row(obj)
+            runtime = tuple(f.read(obj) for f in self.runtime)
+            if row.runtime != runtime or not row.text:
+                values = {**row.static, **{f.name: v for f, v in zip(self.runtime, runtime, strict=True)}}
+                row.text, row.runtime = json.dumps(values, sort_keys=True), runtime
+            parts.append(row.text)
+        return "[" + ", ".join(parts) + "]"
 
 
 def paginate(

@@ -173,6 +173,9 @@ class TargetService(ChangeApplier):
             cfg = await trio.to_thread.run_sync(lambda: store.load().indexed())
             async with self._lock:
                 await self._apply(cfg, persist=False, initial=True)
+            indexes = self.config.indexes
+            if indexes is not None and indexes.unresolved:  # files the start-up just created
+                await trio.to_thread.run_sync(indexes.refresh_storage, self.config)
         finally:
             gc.freeze()
             if collecting:

@@ -55,5 +55,6 @@ def test_a_small_run_completes_with_sane_numbers(tmp_path: Path) -> None:
     assert SMOKE_N <= r["descriptors"] <= SMOKE_N + 100
     assert SMOKE_N - 1 <= r["restart_descriptors"] <= SMOKE_N + 100
     assert 0 < r["rss_mib"] < 4096 and r["restart_s"] > 0
-    assert r["discovery_s"] is None or r["discovery_s"] > 0
+    assert r["discovery_s"] > 0 and r["discovered_targets"] == SMOKE_N  # the demo target and N - 1
+    assert r["iscsi_ls_problem"] is not None or r["iscsi_ls_s"] > 0
     assert set(r["goals"]) == set(goals(r))
