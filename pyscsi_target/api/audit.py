@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from ..model.config import Config
+from ..model.draft import Draft
 
 log = logging.getLogger("pyscsi_target.audit")
 
@@ -57,7 +58,9 @@ def diff_objects(old: Any, new: Any) -> Change:
 
 
 def config_changes(old: Config, new: Config) -> list[tuple[str, int | None, str, Change]]:
-    """(collection, id or None for a singleton, action, field changes) for every changed object."""
+    """(collection, id or None for a singleton, action, field changes) for every changed object.
+    A draft of `old` (the API's changes, issue #12) is compared by its changed ids only, O(change);
+    call this before the draft is committed (committing folds it into `old`)."""
     out: list[tuple[str, int | None, str, Change]] = []
     for name in SINGLETONS:
         change = diff_objects(getattr(old, name), getattr(new, name))
@@ -66,7 +69,11 @@ def config_changes(old: Config, new: Config) -> list[tuple[str, int | None, str,
     for collection in Config.COLLECTIONS:
         before: dict[int, Any] = getattr(old, collection)
         after: dict[int, Any] = getattr(new, collection)
-        for oid in sorted(before.keys() | after.keys()):
+        if isinstance(new, Draft) and new.base is old:
+            ids = sorted(new.changes(collection))
+        else:
+            ids = sorted(before.keys() | after.keys())
+        for oid in ids:
             a, b = before.get(oid), after.get(oid)
             if a == b:
                 continue
@@ -79,8 +86,9 @@ def _render(change: Change) -> str:
     return ", ".join(f"{k}: {v[0]!r} -> {v[1]!r}" for k, v in change.items())
 
 
-def log_config_change(user: str, address: str, old: Config, new: Config) -> None:
-    for collection, oid, action, change in config_changes(old, new):
+def log_config_change(user: str, address: str, changes: list[tuple[str, int | None, str, Change]]) -> None:
+    """One audit line per changed object (`changes`: `config_changes` of the applied change)."""
+    for collection, oid, action, change in changes:
         what = collection if oid is None else f"{collection} {oid}"
         log.info("config change by %s from %s: %s %s: %s", user, address, what, action, _render(change),
                  extra={"audit": {"event": "config_change", "user": user, "address": address,

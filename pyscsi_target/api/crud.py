@@ -1,8 +1,9 @@
 """The generic endpoints of the iSCSI resources: list, create, detail, partial update, delete.
 
-Every write follows the seam (ARCHITECTURE.md, model/control.py): under the write lock, copy the
-snapshot, change the copy, validate it (409 with field errors), `await control.apply(copy)` (409
-when the live target refuses) and answer from the new snapshot. Status codes and bodies are spec
+Every write follows the seam (ARCHITECTURE.md, model/control.py): under the write lock, take a
+draft of the snapshot (model/draft.py: O(change), not a copy of the configuration), change it,
+validate it (409 with field errors), `await control.apply(draft)` (409 when the live target
+refuses) and answer from the new snapshot. Status codes and bodies are spec
 Part B §B.1.2; PUT and PATCH are both partial updates (§B.1.3); deletes cascade (§B.2.3), except that an
 authorized initiator still used by a target group is not deleted (409, docs/api.md).
 """
@@ -17,8 +18,8 @@ from ..model import edits
 from ..model.config import Config
 from ..model.validation import validate
 from .fields import Errors, Field, coerce, serialize
-from .http import conflict, empty_response, json_response, read_object
-from .listing import paginate
+from .http import conflict, empty_response, json_response, json_text_response, read_object
+from .listing import Page, RowCache, paginate, plain_window
 from .resources import GLOBAL_RESOURCE, Resource
 from .state import ApiState, api_state
 
@@ -62,7 +63,7 @@ async def _create(res: Resource) -> Response:
     body = await read_object()
     state = api_state()
     async with state.lock:
-        cfg = state.control.snapshot().copy()
+        cfg = state.control.snapshot().draft()
         values, errors = coerce(res.fields, body, partial=False)
         if errors:
             return conflict(errors)
@@ -81,7 +82,7 @@ async def _update(res: Resource, oid: int) -> Response:
     body = await read_object()
     state = api_state()
     async with state.lock:
-        cfg = state.control.snapshot().copy()
+        cfg = state.control.snapshot().draft()
         obj = getattr(cfg, res.collection).get(oid)
         if obj is None:
             return empty_response(404)
@@ -98,7 +99,7 @@ async def _update(res: Resource, oid: int) -> Response:
 async def _delete(res: Resource, oid: int) -> Response:
     state = api_state()
     async with state.lock:
-        cfg = state.control.snapshot().copy()
+        cfg = state.control.snapshot().draft()
         if oid not in getattr(cfg, res.collection):
             # Removed by a cascade a moment ago: already gone, as asked (spec Part B §B.2.3).
             return empty_response(204 if state.cascaded.recent(res.collection, oid) else 404)
@@ -120,9 +121,20 @@ def collection_blueprint(res: Resource) -> Blueprint:
     async def collection() -> Response:
         if request.method == "POST":
             return await _create(res)
-        snapshot = api_state().control.snapshot()
-        objects = getattr(snapshot, res.collection).values()
-        return list_response(res.fields, sorted(objects, key=lambda o: res.order(snapshot, o)))
+        state = api_state()
+        snapshot = state.control.snapshot()
+        objects = sorted(getattr(snapshot, res.collection).values(), key=lambda o: res.order(snapshot, o))
+        cache = state.rows.setdefault(res.name, RowCache(res.fields))
+        window = plain_window(res.fields, request.args, request.headers.get("Range"))
+        if window is None:  # filtered or sorted: every row is needed
+            page = paginate(res.fields, cache.rows(objects, len(objects)), request.args,
+                            request.headers.get("Range"))
+            return json_response(page.items, headers={"Content-Range": page.content_range})
+        # only paged: the page alone, from the rows' kept JSON texts (issue #12)
+        offset, limit = window
+        cut = objects[offset:None if limit is None else offset + limit]
+        content_range = Page(cut, offset, len(objects)).content_range
+        return json_text_response(cache.json_text(cut, len(objects)), headers={"Content-Range": content_range})
 
     async def detail(oid: int) -> Response:
         if request.method in ("PUT", "PATCH"):
@@ -150,7 +162,7 @@ async def _global(oid: int = GLOBAL_ID) -> Response:
         return json_response(serialize(res.fields, state.control.snapshot().global_config))
     body = await read_object()
     async with state.lock:
-        cfg = state.control.snapshot().copy()
+        cfg = state.control.snapshot().draft()
         values, errors = coerce(res.fields, body, partial=True)
         if errors:
             return conflict(errors)

@@ -26,7 +26,11 @@ class BadRequest(Exception):
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(data, sort_keys=True)
+    return json_text_response(json.dumps(data, sort_keys=True), status, headers)
+
+
+def json_text_response(body: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A response of JSON already encoded as `json_response` encodes it."""
     response: Response = current_app.response_class(body, status=status, content_type="application/json")
     response.headers["Vary"] = "Accept"
     for name, value in (headers or {}).items():

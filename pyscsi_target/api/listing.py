@@ -8,12 +8,17 @@
 - Any other key must be a response field: an exact-match filter (`?iscsi_target=3`); `null`
   matches null; a list field matches when it contains the value; repeating a key matches any.
 - `format=json` is accepted; anything else, or an unknown key, is 400 `{"error": ...}`.
+
+Issue #12: a query that only pages (no filter, no sort) is cut before anything is serialised
+(`plain_window`), and rows are serialised once per object version (`RowCache`): a list of 20 at
+10,000 objects serialises 20, and `limit=0` serialises only what changed since the last list.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +133,74 @@ def _sorted(fields: Mapping[str, Field], rows: list[dict[str, Any]], keys: list[
             raise BadRequest(f"Cannot sort by '{name}'.")
         rows = sorted(rows, key=lambda r: (r[name] is None, r[name]), reverse=key.startswith("-"))
     return rows
+
+
+def plain_window(
+    fields: tuple[Field, ...], args: MultiDict[str, str], range_header: str | None
+) -> tuple[int, int | None] | None:
+    """(offset, limit or None) when the query only pages: the caller cuts its objects, already in
+    default order, before serialising them. None when it filters or sorts (then `paginate`).
+    Refuses what `paginate` refuses."""
+    by_name = {f.name: f for f in fields if not f.write_only}
+    check_format(args)
+    if _filters(by_name, args) or _sort_keys(args):
+        return None
+    return _window(args, range_header)
+
+
+@dataclass
+class _Row:
+    obj: Any
+    static: dict[str, Any]
+    #: the runtime fields' values the JSON text was made with, and that text
+    runtime: tuple[Any, ...] | None = None
+    text: str = ""
+
+
+class RowCache:
+    """Serialised rows of one resource, kept per object: configuration objects are replaced,
+    never changed, when a change is applied (model/draft.py), so a row is valid while its object
+    is the one served. Fields read from the live target (`Field.runtime`) are read every time;
+    the row's JSON text is kept with the runtime values it was made with."""
+
+    def __init__(self, fields: tuple[Field, ...]) -> None:
+        self.static = tuple(f for f in fields if not f.write_only and not f.runtime)
+        self.runtime = tuple(f for f in fields if not f.write_only and f.runtime)
+        self._rows: dict[int, _Row] = {}
+
+    def _row(self, obj: Any) -> _Row:
+        row = self._rows.get(obj.id)
+        if row is None or row.obj is not obj:
+            row = self._rows[obj.id] = _Row(obj, {f.name: f.read(obj) for f in self.static})
+        return row
+
+    def _prune(self, total: int) -> None:
+        if len(self._rows) > 2 * total + 64:  # deleted objects' rows
+            self._rows.clear()
+
+    def rows(self, objects: Iterable[Any], total: int) -> list[dict[str, Any]]:
+        """The rows of `objects` (of a collection holding `total` objects)."""
+        self._prune(total)
+        out = []
+        for obj in objects:
+            row = self._row(obj).static
+            if self.runtime:
+                row = {**row, **{f.name: f.read(obj) for f in self.runtime}}
+            out.append(row)
+        return out
+
+    def json_text(self, objects: Iterable[Any], total: int) -> str:
+        """`json.dumps(self.rows(objects, total), sort_keys=True)`, from the rows' kept texts."""
+        self._prune(total)
+        parts = []
+        for obj in objects:
+            row = self._row(obj)
+            runtime = tuple(f.read(obj) for f in self.runtime)
+            if row.runtime != runtime or not row.text:
+                values = {**row.static, **{f.name: v for f, v in zip(self.runtime, runtime, strict=True)}}
+                row.text, row.runtime = json.dumps(values, sort_keys=True), runtime
+            parts.append(row.text)
+        return "[" + ", ".join(parts) + "]"
 
 
 def paginate(

@@ -20,9 +20,10 @@ from quart import Response, current_app, request
 from ..model.config import Config
 from ..model.control import ApplyError, ConfigError, TargetControl
 from ..model.validation import ValidationContext
-from .audit import basic_user, log_config_change
+from .audit import basic_user, config_changes, log_config_change
 from .auth import AuthGuard
 from .http import conflict
+from .listing import RowCache
 
 #: How long an id removed by a cascade still answers DELETE with 204, in seconds (our choice:
 #: long enough for a client's follow-up delete, short enough not to hide real mistakes).
@@ -64,13 +65,17 @@ class ApiState:
     api_requests: dict[int, int] = field(default_factory=dict)
     #: the registry `GET /metrics` renders (api/metrics.py), set by create_app
     metrics: CollectorRegistry | None = None
+    #: serialised rows per resource name (api/listing.py RowCache)
+    rows: dict[str, RowCache] = field(default_factory=dict)
 
     async def commit(self, new: Config) -> Response | None:
         """Apply `new`; a refusal from the live target (`ApplyError`, named in model terms and
         mapped to the wire field by api/refusals.py, or a `ConfigError`) is the client's 409
         naming the field, and nothing was committed (Part B §B.2.2). An applied change is
-        audited (api/audit.py): who, from where, every changed object field by field."""
-        old = self.control.snapshot()
+        audited (api/audit.py): who, from where, every changed object field by field. The
+        changes are worked out before the apply: a draft of the served configuration is folded
+        into it in place when applied (model/draft.py), after which there is no "before"."""
+        changes = config_changes(self.control.snapshot(), new)
         try:
             await self.control.apply(new)
         except ApplyError as exc:
@@ -79,7 +84,7 @@ class ApiState:
             return conflict(refusal_errors(exc))
         except ConfigError as exc:
             return conflict(exc.errors)
-        log_config_change(requester(), request.remote_addr or "unknown", old, new)
+        log_config_change(requester(), request.remote_addr or "unknown", changes)
         return None
 
 

@@ -37,7 +37,7 @@ async def service() -> Response:
     if request.method == "PUT":
         body = await read_object()
         async with state.lock:
-            cfg = state.control.snapshot().copy()
+            cfg = state.control.snapshot().draft()
             values, errors = coerce(tables.SERVICE, body, partial=True)
             if errors:
                 return conflict(errors)

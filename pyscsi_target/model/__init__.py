@@ -14,6 +14,7 @@ from .config import (
     TargetGroup,
 )
 from .control import ApplyError, ConfigError, SessionInfo, SessionType, TargetControl
+from .draft import Draft, as_change, committed
 from .store import ConfigStore, StoreError
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigStore",
+    "Draft",
     "Extent",
     "GlobalConfig",
     "InitiatorGroup",
@@ -35,4 +37,6 @@ __all__ = [
     "Target",
     "TargetControl",
     "TargetGroup",
+    "as_change",
+    "committed",
 ]

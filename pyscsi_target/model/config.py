@@ -1,9 +1,12 @@
 """The configuration the API edits and the target serves: the eight v1.0 iSCSI resources.
 
 Pure data (stdlib only). Field names are the Pythonic short forms of the API's field names
-(`Extent.blocksize` is `iscsi_target_extent_blocksize`); api/ owns the mapping. A `Config` is an
-immutable-by-convention snapshot: editors `copy()` it, change the copy, validate it and hand it
-to `TargetControl.apply()`, which persists it and makes the live target match it.
+(`Extent.blocksize` is `iscsi_target_extent_blocksize`); api/ owns the mapping. Editors do not
+change a `Config` they were given: they take a `draft()` of it (model/draft.py: the change, in
+O(change) memory, read through to the configuration it is based on), change the draft, validate it
+and hand it to `TargetControl.apply()`, which persists it and makes the live target match it. The
+configuration the target serves is `indexed()` (model/indexes.py): lookups by value (a target's
+name, a target's LUNs and groups) are O(1) there; an unindexed Config answers them by scanning.
 
 Foreign keys follow FreeNAS (spec Part A §2): TargetGroup.portalgroup and .initiatorgroup are object
 ids; TargetGroup.authgroup and Portal.discoveryauthgroup are auth *tags* (several credentials can
@@ -13,7 +16,14 @@ share a tag); LunMapping.target/.extent are ids.
 from __future__ import annotations
 
 import copy
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .indexes import SPECS, STORAGE, Indexes
+
+if TYPE_CHECKING:
+    from .draft import Draft
 
 #: FreeNAS initial-data default base name (spec Part A §2.1).
 DEFAULT_BASENAME = "iqn.2005-10.org.freenas.ctl"
@@ -168,12 +178,48 @@ class Config:
 
     COLLECTIONS = ("portals", "initiators", "auths", "targets", "targetgroups", "extents", "mappings")
 
+    #: the secondary indexes of a committed configuration (None: lookups scan)
+    indexes: Indexes | None = field(default=None, repr=False, compare=False)
+
     def copy(self) -> Config:
-        return copy.deepcopy(self)
+        """A deep, unindexed copy (a whole-configuration edit: import, the demo)."""
+        out = Config(copy.deepcopy(self.global_config), copy.deepcopy(self.service),
+                     next_ids=dict(self.next_ids))
+        for collection in self.COLLECTIONS:
+            setattr(out, collection, {oid: copy.deepcopy(o) for oid, o in getattr(self, collection).items()})
+        return out
+
+    def draft(self) -> Draft:
+        """An empty change based on this configuration (model/draft.py)."""
+        from .draft import Draft
+
+        return Draft(self)
+
+    def indexed(self) -> Config:
+        """Build the indexes (O(size), once: at load or for a whole new configuration); returns self.
+        Ids are never reused: `next_ids` is raised above every id present."""
+        for collection in self.COLLECTIONS:
+            items: dict[int, object] = getattr(self, collection)
+            floor = max(items, default=0) + 1
+            if self.next_ids.get(collection, 1) < floor:
+                self.next_ids[collection] = floor
+        self.indexes = Indexes.of(self)
+        return self
+
+    def find(self, index: str, key: Hashable) -> Iterable[int]:
+        """Ids of the objects indexed under `key` in `index` (model/indexes.py SPECS)."""
+        if self.indexes is not None:
+            if index == STORAGE and self.indexes.unresolved:
+                self.indexes.refresh_storage(self)
+            return self.indexes.ids(index, key)
+        spec = SPECS[index]
+        return {o.id for o in getattr(self, spec.collection).values() if key in spec.keys(self, o)}
 
     def new_id(self, collection: str) -> int:
         items: dict[int, object] = getattr(self, collection)
-        nid = max(self.next_ids.get(collection, 1), max(items, default=0) + 1)
+        nid = self.next_ids.get(collection, 1)
+        if self.indexes is None or nid in items:  # unindexed: never below the ids present
+            nid = max(nid, max(items, default=0) + 1)
         self.next_ids[collection] = nid + 1
         return nid
 
@@ -190,28 +236,27 @@ class Config:
         return f"{self.global_config.basename}:{name}"
 
     def target_by_iqn(self, iqn: str) -> Target | None:
-        iqn = iqn.lower()
-        for t in self.targets.values():
-            if self.target_iqn(t).lower() == iqn:
-                return t
+        for tid in sorted(self.find("target_iqn", iqn.lower())):
+            return self.targets[tid]
         return None
 
     def groups_of_target(self, target_id: int) -> list[TargetGroup]:
-        return [g for g in self.targetgroups.values() if g.target == target_id]
+        return [self.targetgroups[gid] for gid in sorted(self.find("group_target", target_id))]
 
     def luns_of_target(self, target_id: int) -> dict[int, Extent]:
         """LUN number -> extent, for the enabled extents mapped to that target."""
         out: dict[int, Extent] = {}
-        for m in self.mappings.values():
+        for mid in sorted(self.find("mapping_target", target_id)):
+            m = self.mappings[mid]
             ext = self.extents.get(m.extent)
-            if m.target == target_id and ext is not None and ext.enabled:
+            if ext is not None and ext.enabled:
                 out[m.lunid] = ext
         return dict(sorted(out.items()))
 
     def credentials_with_tag(self, tag: int | None) -> list[AuthCredential]:
         if tag is None:
             return []
-        return [a for a in self.auths.values() if a.tag == tag]
+        return [self.auths[aid] for aid in sorted(self.find("auth_tag", tag))]
 
     def portal_tag(self, portal_id: int) -> int:
         p = self.portals.get(portal_id)

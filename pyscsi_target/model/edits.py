@@ -1,6 +1,8 @@
 """Edits that touch more than one object: tag numbering, LUN auto-assignment and cascading deletes.
 
-Stdlib only; every function works on a `Config` copy that the caller then validates and applies.
+Stdlib only; every function works on a `Config` draft (model/draft.py) that the caller then
+validates and applies; objects are found through the indexes (`Config.find`), so a cascade costs
+the objects it removes, not the configuration (issue #12).
 The rules are FreeNAS's (spec Part A §2.3, §2.7, §2.8 and §4.1) as adjusted by Part B §B.2.3-B.2.4,
 with one deliberate departure: FreeNAS set a target group's initiator group to NULL when that
 authorized initiator was deleted, and NULL means "no restriction", so deleting an ACL opened its
@@ -36,15 +38,19 @@ def next_tag(objects: list[_Tagged]) -> int:
     return tag
 
 
-def renumber_tags(objects: list[_Tagged]) -> None:
-    """Renumber tags 1..n in their old order, as FreeNAS did after a delete (spec Part A §4.1)."""
-    for number, obj in enumerate(sorted(objects, key=lambda o: o.tag), start=1):
-        obj.tag = number
+def renumber_tags(cfg: Config, collection: str) -> None:
+    """Renumber tags 1..n in their old order, as FreeNAS did after a delete (spec Part A §4.1).
+    A changed object is the draft's own copy (`items[oid]`), never the base's."""
+    items: dict[int, _Tagged] = getattr(cfg, collection)
+    ordered = sorted(items.items(), key=lambda kv: kv[1].tag)
+    for number, (oid, obj) in enumerate(ordered, start=1):
+        if obj.tag != number:
+            items[oid].tag = number
 
 
 def lowest_free_lun(cfg: Config, target_id: int, mapping_id: int) -> int | None:
     """The lowest LUN of the target not used by another mapping (spec Part B §B.2.4)."""
-    used = {m.lunid for m in cfg.mappings.values() if m.target == target_id and m.id != mapping_id}
+    used = {cfg.mappings[mid].lunid for mid in cfg.find("mapping_target", target_id) if mid != mapping_id}
     return next((lun for lun in range(LUN_MIN, LUN_MAX + 1) if lun not in used), None)
 
 
@@ -57,7 +63,7 @@ class InUse(Exception):
 
 
 def _refuse_open_acl(cfg: Config, oid: int) -> None:
-    users = sorted(g.id for g in cfg.targetgroups.values() if g.initiatorgroup == oid)
+    users = sorted(cfg.find("group_initiator", oid))
     if users:
         ids = ", ".join(str(i) for i in users)
         raise InUse({"__all__": [
@@ -89,13 +95,13 @@ def delete(cfg: Config, collection: str, oid: int) -> dict[str, list[int]]:
     del items[oid]
     removed: dict[str, list[int]] = {}
     if collection == "targets":
-        _drop(cfg, "mappings", [m.id for m in cfg.mappings.values() if m.target == oid], removed)
-        _drop(cfg, "targetgroups", [g.id for g in cfg.targetgroups.values() if g.target == oid], removed)
+        _drop(cfg, "mappings", sorted(cfg.find("mapping_target", oid)), removed)
+        _drop(cfg, "targetgroups", sorted(cfg.find("group_target", oid)), removed)
     elif collection == "extents":
-        _drop(cfg, "mappings", [m.id for m in cfg.mappings.values() if m.extent == oid], removed)
+        _drop(cfg, "mappings", sorted(cfg.find("mapping_extent", oid)), removed)
     elif collection == "portals":
-        _drop(cfg, "targetgroups", [g.id for g in cfg.targetgroups.values() if g.portalgroup == oid], removed)
-        renumber_tags(list(cfg.portals.values()))
+        _drop(cfg, "targetgroups", sorted(cfg.find("group_portal", oid)), removed)
+        renumber_tags(cfg, "portals")
     elif collection == "initiators":
-        renumber_tags(list(cfg.initiators.values()))
+        renumber_tags(cfg, "initiators")
     return removed

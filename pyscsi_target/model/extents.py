@@ -17,10 +17,13 @@ for the API's answer; the server repeats them on the descriptor it opens (server
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 import stat
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .config import EXTENT_DISK, EXTENT_FILE, EXTENT_ZVOL, Config, Extent
@@ -89,7 +92,51 @@ class StoragePolicy:
 
 def within(path: str, root: str) -> bool:
     """True if `path` lies strictly below `root` (both absolute and normalised)."""
-    return path != root and os.path.commonpath([path, root]) == root
+    return path != root and path.startswith(root if root.endswith("/") else root + "/")
+
+
+_resolving = threading.local()
+
+
+@contextlib.contextmanager
+def resolving() -> Iterator[None]:
+    """Within the block, on this thread, `realpath` remembers the folders it resolved: opening or
+    indexing N extents of one folder costs N lstat(2) calls, not N walks of every component
+    (issue #12: start-up with 10,000 extents). Only for batches: a folder swapped for a symlink
+    during the block is not seen (the server's decision is made on the descriptor it opens)."""
+    outer = getattr(_resolving, "folders", None)
+    if outer is None:
+        _resolving.folders = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _resolving.folders = None
+
+
+def realpath(path: str) -> str:
+    """os.path.realpath(path), with what a `resolving()` block resolved remembered."""
+    folders: dict[str, str] | None = getattr(_resolving, "folders", None)
+    if folders is None:
+        return os.path.realpath(path)
+    known = folders.get(path)
+    if known is not None:
+        return known
+    head, tail = os.path.split(path)
+    if not head or tail in ("", ".", "..") or os.path.normpath(path) != path:
+        real = os.path.realpath(path)
+    else:
+        real_head = folders.get(head)
+        if real_head is None:
+            real_head = folders[head] = os.path.realpath(head)
+        real = os.path.join(real_head, tail)
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                real = os.path.realpath(path)
+        except (OSError, ValueError):
+            pass  # missing (or unreachable): realpath() appends the name to its folder as well
+    folders[path] = real
+    return real
 
 
 def forbidden(real: str) -> bool:
@@ -139,19 +186,22 @@ def parse_filesize(text: str) -> int:
 
 
 def new_naa(cfg: Config) -> str:
-    used = {e.naa for e in cfg.extents.values()}
     while True:
         naa = NAA_PREFIX + secrets.token_hex(NAA_RANDOM_DIGITS // 2 + 1)[:NAA_RANDOM_DIGITS]
-        if naa not in used:
+        if not cfg.find("extent_naa", naa):
             return naa
 
 
 def new_serial(cfg: Config) -> str:
-    used = {e.serial for e in cfg.extents.values()}
     while True:
         serial = secrets.token_hex(SERIAL_DIGITS // 2)
-        if serial not in used:
+        if not cfg.find("extent_serial", serial):
             return serial
+
+
+def _others(cfg: Config, index: str, key: str, oid: int) -> bool:
+    """True if an extent other than `oid` has `key` in `index`."""
+    return any(other != oid for other in cfg.find(index, key))
 
 
 def _parent_is_file(path: str) -> bool:
@@ -274,7 +324,7 @@ def _check_identity(cfg: Config, ext: Extent) -> Errors:
         errors[F_NAME] = [MSG_QUOTES]
     elif text_problem(ext.name):  # issue #10: names reach logs and iscsi-ls (model/text.py)
         errors[F_NAME] = [MSG_CONTROL]
-    elif any(o.id != ext.id and o.name == ext.name for o in cfg.extents.values()):
+    elif _others(cfg, "extent_name", ext.name, ext.id):
         errors[F_NAME] = ["Extent name must be unique."]
     if text_problem(ext.comment):
         errors["iscsi_target_extent_comment"] = [MSG_CONTROL]
@@ -285,7 +335,7 @@ def _check_identity(cfg: Config, ext: Extent) -> Errors:
     elif not all(" " <= c <= "~" for c in ext.serial):
         # VPD page 0x80 carries ASCII data: graphic characters 20h-7Eh only (SPC-4, ASCII data fields).
         errors[F_SERIAL] = ["Use printable ASCII characters."]
-    elif any(o.id != ext.id and o.serial == ext.serial for o in cfg.extents.values()):
+    elif _others(cfg, "extent_serial", ext.serial, ext.id):
         errors[F_SERIAL] = ["Serial must be unique."]
     if not ext.naa:
         ext.naa = new_naa(cfg)

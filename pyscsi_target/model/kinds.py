@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from . import extent_rbd, extents
 from .config import EXTENT_DISK, EXTENT_FILE, EXTENT_ZVOL, Config, Extent
 from .extents import Errors, StoragePolicy
+from .indexes import STORAGE
 
 F_TYPE = "iscsi_target_extent_type"
 #: the model attribute of a refusal about the storage itself, per kind (see `ExtentKind.location`)
@@ -57,7 +58,7 @@ class ExtentKind:
 def path_names(ext: Extent) -> frozenset[Hashable]:
     """A file or device by name: its resolved path, and its storage_identity() when it exists
     (hard links, symlinks, device aliases)."""
-    names: set[Hashable] = {("path", os.path.realpath(ext.path))}
+    names: set[Hashable] = {("path", extents.realpath(ext.path))}
     with contextlib.suppress(OSError, ValueError):
         names.add(extents.storage_identity(os.stat(ext.path)))
     return frozenset(names)
@@ -116,13 +117,11 @@ def shared_with(cfg: Config, ext: Extent) -> Extent | None:
     """Another extent backed by the same storage as `ext` (issue #10 item 3), or None."""
     kind = kind_for(ext.type)
     mine = kind.names(ext) if kind is not None else frozenset()
-    for other in cfg.extents.values():
-        if other.id == ext.id or not other.path:
-            continue
-        other_kind = kind_for(other.type)
-        if other_kind is not None and mine & other_kind.names(other):
-            return other
-    return None
+    ids: set[int] = set()
+    for name in mine:  # the storage index (model/indexes.py): no scan of every extent's file
+        ids.update(cfg.find(STORAGE, name))
+    ids.discard(ext.id)
+    return cfg.extents[min(ids)] if ids else None
 
 
 def check_extent(cfg: Config, ext: Extent, policy: StoragePolicy) -> Errors:

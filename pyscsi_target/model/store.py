@@ -1,9 +1,11 @@
 """The persistent configuration: one SQLite database, `<data-dir>/config.db`.
 
 Each resource row is stored as JSON in `objects(collection, id, data)`; the global configuration,
-service state and id counters live in `singletons(name, data)`. `save()` writes the complete new
-configuration in one transaction (configurations are small: thousands of rows at most), so a
-crash leaves either the old or the new configuration, never half of a change. The database runs in
+service state and id counters live in `singletons(name, data)`. `save()` writes a change in one
+transaction: for a `Draft` (model/draft.py) only the rows it changes (UPSERT or DELETE by id, and
+the three singletons), so an API call costs its change, not the configuration (issue #12); a whole
+`Config` replaces everything. A crash leaves either the old or the new configuration, never half
+of a change. The database runs in
 WAL mode with `synchronous=FULL`: a committed change survives power loss (SQLite docs, "WAL mode").
 
 Every load reads inside one read transaction, so it sees one committed state even while another
@@ -16,6 +18,7 @@ program is refused; there has been one schema so far, so there is nothing to mig
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import sqlite3
@@ -36,6 +39,7 @@ from .config import (
     Target,
     TargetGroup,
 )
+from .draft import Draft
 
 SCHEMA_VERSION = 1
 
@@ -58,8 +62,13 @@ def _to_json(obj: Any) -> str:
     return json.dumps(dataclasses.asdict(obj), sort_keys=True)
 
 
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
+
+
 def _row(cls: type, data: dict[str, Any]) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = _field_names(cls)
     kwargs = {k: v for k, v in data.items() if k in names}
     if cls is Portal:
         kwargs["ips"] = [PortalAddress(**a) for a in kwargs.get("ips", [])]
@@ -79,7 +88,7 @@ def _read_config(db: sqlite3.Connection) -> Config:
             cfg.service = _row(ServiceState, json.loads(singles["service"]))
         if "next_ids" in singles:
             cfg.next_ids = {k: int(v) for k, v in json.loads(singles["next_ids"]).items()}
-        for collection, oid, data in db.execute("SELECT collection, id, data FROM objects"):
+        for collection, oid, data in db.execute("SELECT collection, id, data FROM objects ORDER BY collection, id"):
             cls = _ROW_TYPES.get(collection)
             if cls is None:
                 continue
@@ -162,17 +171,21 @@ class ConfigStore:
         return _read_config(self._db)
 
     def save(self, cfg: Config) -> None:
-        """Replace the stored configuration with `cfg` in a single transaction."""
+        """Store `cfg` in a single transaction: a `Draft`'s changed rows only (its base must be
+        what is stored), else the whole configuration."""
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute("DELETE FROM objects")
-                rows = [
-                    (collection, oid, _to_json(obj))
-                    for collection in _ROW_TYPES
-                    for oid, obj in getattr(cfg, collection).items()
-                ]
-                self._db.executemany("INSERT INTO objects VALUES (?, ?, ?)", rows)
+                if isinstance(cfg, Draft):
+                    self._write_changes(cfg)
+                else:
+                    self._db.execute("DELETE FROM objects")
+                    rows = [
+                        (collection, oid, _to_json(obj))
+                        for collection in _ROW_TYPES
+                        for oid, obj in getattr(cfg, collection).items()
+                    ]
+                    self._db.executemany("INSERT INTO objects VALUES (?, ?, ?)", rows)
                 singles = [
                     ("global", _to_json(cfg.global_config)),
                     ("service", _to_json(cfg.service)),
@@ -186,6 +199,17 @@ class ConfigStore:
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"{self.path}: cannot write the configuration: {exc}") from exc
                 raise
+
+    def _write_changes(self, draft: Draft) -> None:
+        upserts, deletes = [], []
+        for collection in _ROW_TYPES:
+            for oid, obj in draft.changes(collection).items():
+                if obj is None:
+                    deletes.append((collection, oid))
+                else:
+                    upserts.append((collection, oid, _to_json(obj)))
+        self._db.executemany("DELETE FROM objects WHERE collection = ? AND id = ?", deletes)
+        self._db.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?)", upserts)
 
     def close(self) -> None:
         with self._lock:

@@ -1,7 +1,9 @@
 """Validation of a configuration change: the FreeNAS rules and messages as Part B adjusts them.
 
 Stdlib only. `validate(cfg, collection, obj, ctx)` checks one created or edited object that is
-already placed in `cfg` (a copy the caller owns) against the rest of the configuration, and
+already placed in `cfg` (a draft the caller owns, model/draft.py) against the rest of the
+configuration, through the indexes (`Config.find`: the other objects with its name, its LUN, its
+file), so it costs O(1) lookups, not a scan of the configuration (issue #12), and
 normalises it in place (lower-cased target names, auto LUN ids, tags, NAA and serial, sizes).
 It returns Django-style errors keyed by API field name (`"__all__"` for cross-field rules), the
 body of the 409 the API answers (spec Part A §3.1/§3.2, Part B §B.2). Type, choice, length and
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -107,8 +110,13 @@ def check_global(cfg: Config, _obj: Any, _ctx: ValidationContext) -> Errors:
     elif not _IQN_RE.fullmatch(gc.basename):
         _add(errors, "iscsi_basename", f"The base name must be an iqn. name, such as {DEFAULT_BASENAME}.")
     else:
-        for target in cfg.targets.values():
-            problem = _iqn_problem(cfg, target)
+        # every target's name changes with the basename: one pass, not one lookup per target
+        targets = list(cfg.targets.values())
+        count = Counter(cfg.target_iqn(t).lower() for t in targets)
+        for target in targets:
+            problem = _iqn_shape_problem(cfg, target)
+            if problem is None and count[cfg.target_iqn(target).lower()] > 1:
+                problem = MSG_TARGET_EXISTS
             if problem:
                 _add(errors, "iscsi_basename", f'Target "{target.name}": {problem}')
     problem = text_problem(gc.isns_servers, LIST_SEPARATORS)
@@ -125,15 +133,25 @@ def check_global(cfg: Config, _obj: Any, _ctx: ValidationContext) -> Errors:
 # ---- target ----------------------------------------------------------------------------------
 
 
-def _iqn_problem(cfg: Config, target: Target) -> str | None:
-    """What is wrong with the iSCSI name `target` would get, or None (RFC 3720 §3.2.6)."""
+MSG_TARGET_EXISTS = "A target with that name already exists."
+
+
+def _iqn_shape_problem(cfg: Config, target: Target) -> str | None:
     iqn = cfg.target_iqn(target)
     if target.name.startswith(_NAME_PREFIXES) and not valid_iscsi_name(iqn):
         return "Names starting with iqn., eui. or naa. must be valid iSCSI names (RFC 3720 §3.2.6.3)."
     if len(iqn.encode()) > ISCSI_NAME_MAX_BYTES:
         return f"The iSCSI name {iqn} is longer than {ISCSI_NAME_MAX_BYTES} bytes."
-    if any(o.id != target.id and cfg.target_iqn(o).lower() == iqn.lower() for o in cfg.targets.values()):
-        return "A target with that name already exists."
+    return None
+
+
+def _iqn_problem(cfg: Config, target: Target) -> str | None:
+    """What is wrong with the iSCSI name `target` would get, or None (RFC 3720 §3.2.6)."""
+    problem = _iqn_shape_problem(cfg, target)
+    if problem:
+        return problem
+    if any(oid != target.id for oid in cfg.find("target_iqn", cfg.target_iqn(target).lower())):
+        return MSG_TARGET_EXISTS
     return None
 
 
@@ -148,7 +166,7 @@ def _alias_problem(cfg: Config, target: Target) -> str | None:
         return problem
     if alias.lower() == "target":
         return "target is a reserved word, please choose a different name for this alias."
-    if any(o.id != target.id and o.alias == alias for o in cfg.targets.values()):
+    if any(oid != target.id for oid in cfg.find("target_alias", alias)):
         return "Alias name must be unique."
     return None
 
@@ -187,11 +205,9 @@ def _auth_group_errors(cfg: Config, method: str, group: int | None, field: str, 
     return {}
 
 
-def _mutual_tags(cfg: Config) -> set[int]:
-    """Auth tags in use with CHAP Mutual by a target group or a portal's discovery."""
-    tags = {g.authgroup for g in cfg.targetgroups.values() if g.authtype == AUTH_CHAP_MUTUAL}
-    tags |= {p.discoveryauthgroup for p in cfg.portals.values() if p.discoveryauthmethod == AUTH_CHAP_MUTUAL}
-    return {t for t in tags if t is not None}
+def _used_with_mutual(cfg: Config, tag: int) -> bool:
+    """The auth tag is in use with CHAP Mutual by a target group or a portal's discovery."""
+    return bool(cfg.find("group_mutual_tag", tag)) or bool(cfg.find("portal_mutual_tag", tag))
 
 
 # ---- target group ----------------------------------------------------------------------------
@@ -214,8 +230,8 @@ def check_targetgroup(cfg: Config, group: TargetGroup, _ctx: ValidationContext) 
     field = "iscsi_target_authgroup"
     errors.update(_auth_group_errors(cfg, group.authtype, group.authgroup, field, required))
     if any(
-        o.id != group.id and (o.target, o.portalgroup) == (group.target, group.portalgroup)
-        for o in cfg.targetgroups.values()
+        gid != group.id and cfg.targetgroups[gid].portalgroup == group.portalgroup
+        for gid in cfg.find("group_target", group.target)
     ):
         _add(errors, NON_FIELD, "iSCSI Group with this Target and Portal Group ID already exists.")
     return errors
@@ -239,7 +255,7 @@ def check_mapping(cfg: Config, mapping: LunMapping, _ctx: ValidationContext) -> 
         mapping.lunid = free
     if not LUN_MIN <= mapping.lunid <= LUN_MAX:
         _add(errors, "iscsi_lunid", f"LUN ID must be a positive integer and lower than {LUN_MAX + 1}")
-    others = [m for m in cfg.mappings.values() if m.id != mapping.id and m.target == mapping.target]
+    others = [cfg.mappings[mid] for mid in sorted(cfg.find("mapping_target", mapping.target)) if mid != mapping.id]
     if any(m.lunid == mapping.lunid for m in others):
         _add(errors, "iscsi_lunid", "LUN ID is already being used for this target.")
     if any(m.extent == mapping.extent for m in others):
@@ -267,7 +283,7 @@ def check_auth(cfg: Config, cred: AuthCredential, _ctx: ValidationContext) -> Er
             problem = f"At most {CHAP_NAME_MAX_BYTES} bytes of UTF-8 (an iSCSI text value, RFC 7143 §6.1)."
         if problem:
             _add(errors, "iscsi_target_auth_" + field, problem)
-    if any(o.id != cred.id and o.tag == cred.tag and o.user == cred.user for o in cfg.auths.values()):
+    if any(aid != cred.id and cfg.auths[aid].user == cred.user for aid in cfg.find("auth_tag", cred.tag)):
         # issue #10: two secrets for one user would both log in; one secret twice is a copy that
         # a later edit turns into that. Users compare exactly, as CHAP_N does (protocol/chap.py).
         _add(errors, "iscsi_target_auth_user", f"This user already has a credential in auth group {cred.tag}.")
@@ -284,7 +300,7 @@ def check_auth(cfg: Config, cred: AuthCredential, _ctx: ValidationContext) -> Er
             problem = "The peer secret cannot be the same as user secret."
         if problem:
             _add(errors, "iscsi_target_auth_peersecret", problem)
-    if not cred.peeruser and cred.tag in _mutual_tags(cfg):
+    if not cred.peeruser and _used_with_mutual(cfg, cred.tag):
         _add(
             errors,
             "iscsi_target_auth_peeruser",

@@ -20,7 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..model import Extent
-from ..model.extents import StoragePolicy, forbidden, kind_problem, parse_filesize, storage_identity, within
+from ..model.extents import (
+    StoragePolicy,
+    forbidden,
+    kind_problem,
+    parse_filesize,
+    realpath,
+    storage_identity,
+    within,
+)
 from ..model.kinds import kind_for
 from ..scsi.host import LuHost
 from ..scsi.lu import LogicalUnit, LuIdentity
@@ -152,12 +160,12 @@ class Confinement:
     @classmethod
     def files(cls, policy: StoragePolicy) -> Confinement:
         """File extents: regular files under an extent root."""
-        return cls(tuple(os.path.realpath(r) for r in policy.extent_roots), "an extent root", False)
+        return cls(tuple(realpath(r) for r in policy.extent_roots), "an extent root", False)
 
     @classmethod
     def device_root(cls, policy: StoragePolicy) -> Confinement:
         """Disk/ZVOL extents: block devices under the device root."""
-        return cls((os.path.realpath(policy.device_root),), f"the device root {policy.device_root}", True)
+        return cls((realpath(policy.device_root),), f"the device root {policy.device_root}", True)
 
     def holds(self, real: str) -> bool:
         return any(within(real, r) for r in self.roots) and not forbidden(real)
@@ -165,7 +173,7 @@ class Confinement:
 
 def resolve_confined(ext: Extent, where: Confinement) -> str:
     """The extent's path with every symlink resolved, or ExtentRefused if that is outside its root."""
-    real = os.path.realpath(ext.path)
+    real = realpath(ext.path)
     if not where.holds(real):
         raise ExtentRefused(f"{ext.path} resolves to {real}, outside {where.name}")
     return real

@@ -436,9 +436,13 @@ class IsnsManager:
         self._stopping: dict[Address, IsnsClient] = {}
 
     def configure(self, cfg: Config) -> None:
-        """Called with every configuration the service switches to; never blocks."""
-        wanted = registration_for(cfg, self.entity_id)
+        """Called with every configuration the service switches to; never blocks. Without iSNS
+        servers nothing is computed (the registration lists every target: issue #12)."""
         servers = parse_servers(cfg.global_config.isns_servers)
+        if not servers and not self.clients:
+            self._stopping = {a: c for a, c in self._stopping.items() if not c.done.is_set()}
+            return
+        wanted = registration_for(cfg, self.entity_id)
         for addr in [a for a in self.clients if a not in servers]:
             client = self.clients.pop(addr)
             client.stop()

@@ -28,6 +28,20 @@ class PrStore:
         safe = "".join(c for c in naa.lower() if c.isalnum())
         return self.dir / f"{safe}.json"
 
+    def saved(self) -> set[str] | None:
+        """The names of the saved states (one listing for a batch of `load`s that mostly find
+        nothing, issue #12), or None if the folder cannot be listed (then `load` each)."""
+        try:
+            return set(os.listdir(self.dir))
+        except FileNotFoundError:
+            return set()
+        except OSError:
+            return None
+
+    def has(self, naa: str, saved: set[str]) -> bool:
+        """False if `saved` (from `saved()`) shows there is no state for `naa`."""
+        return self._path(naa).name in saved
+
     def load(self, naa: str) -> dict[str, Any] | None:
         """The saved state, None if there is none; OSError or ValueError if it cannot be read."""
         try:

@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from pyscsi_target.api import create_app
-from pyscsi_target.model import ApplyError, Config, ConfigStore, SessionInfo
+from pyscsi_target.model import ApplyError, Config, ConfigStore, SessionInfo, as_change, committed
 from pyscsi_target.model.stats import ProcessStatistics, Statistics
 
 PASSWORD = "correct horse battery"
@@ -29,7 +29,7 @@ P = "/api/v1.0/services/iscsi"
 class FakeControl:
     def __init__(self, store: ConfigStore | None = None) -> None:
         self.store = store
-        self.config = store.load() if store else Config()
+        self.config = (store.load() if store else Config()).indexed()
         self.refuse: ApplyError | None = None
         self.applied: list[Config] = []
         self.live_sessions: list[SessionInfo] = []
@@ -51,10 +51,11 @@ class FakeControl:
         if self.refuse is not None:
             refusal, self.refuse = self.refuse, None
             raise refusal
+        change = as_change(new, self.config)
         if self.store is not None:
-            self.store.save(new)
-        self.applied.append(new)
-        self.config = new
+            self.store.save(change)
+        self.applied.append(change)
+        self.config = committed(change, self.config)
 
     def sessions(self) -> list[SessionInfo]:
         return list(self.live_sessions)

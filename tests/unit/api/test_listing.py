@@ -147,3 +147,35 @@ async def test_sessions_list_pages_and_filters(api: Api) -> None:
     assert [r["tsih"] for r in await api.ok("GET", f"{P}/sessions/?tsih=2")] == [2]
     assert (await api.call("GET", f"{P}/sessions/?parameters=x")).status_code == 400
     assert (await api.call("GET", f"{P}/sessions/?sort(parameters)")).status_code == 400
+
+
+# ---- issue #12: rows kept per object version ---------------------------------------------------
+
+
+def test_kept_rows_answer_exactly_what_serialising_answers() -> None:
+    """The kept JSON text of a row is json.dumps of the row; a replaced object, or a runtime
+    field whose value changed, is serialised again."""
+    import json
+
+    from pyscsi_target.api.fields import INTEGER, STRING, Field
+    from pyscsi_target.api.listing import RowCache
+    from pyscsi_target.model import Target
+
+    problems: dict[int, str] = {}
+    fields = (
+        Field("id", INTEGER, "id", attr="id", read_only=True),
+        Field("iscsi_target_name", STRING, "name", attr="name"),
+        Field("state", STRING, "runtime", read_only=True, nullable=True, runtime=True,
+              output=lambda t: problems.get(t.id)),
+    )
+    cache = RowCache(fields)
+    objs = [Target(i, name=f"t{i}") for i in range(1, 4)]
+    expected = [{"id": t.id, "iscsi_target_name": t.name, "state": None} for t in objs]
+    assert json.loads(cache.json_text(objs, 3)) == expected == cache.rows(objs, 3)
+    assert cache.json_text(objs, 3) == json.dumps(expected, sort_keys=True)
+    problems[2] = "cannot open"
+    objs[0] = Target(1, name="renamed")  # a change replaces the object
+    rows = json.loads(cache.json_text(objs, 3))
+    assert [r["iscsi_target_name"] for r in rows] == ["renamed", "t2", "t3"]
+    assert [r["state"] for r in rows] == [None, "cannot open", None]
+    assert cache.json_text([], 3) == "[]"

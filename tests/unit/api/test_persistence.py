@@ -80,17 +80,21 @@ async def test_refused_updates_and_deletes_change_nothing(api: Api) -> None:
     await api.ok("GET", f"{P}/targettoextent/1/")
 
 
-async def test_the_snapshot_handed_out_is_never_mutated(api: Api) -> None:
+async def test_an_object_handed_out_is_never_mutated(api: Api) -> None:
+    """Issue #12: the served configuration takes an applied change in place (O(change)), but a
+    refused change never touches it, and an object read from it is replaced, never changed."""
     await b.target(api, "t")
     await b.extent(api, "e")
     snapshot = api.control.config
     frozen = copy.deepcopy(snapshot)
+    target, extent = snapshot.targets[1], snapshot.extents[1]
     await api.conflict("PUT", f"{P}/target/1/", {"iscsi_target_name": "bad name"})
     await api.conflict("PUT", f"{P}/extent/1/", {"iscsi_target_extent_serial": 'x"'})
+    assert snapshot == frozen
     await api.ok("PUT", f"{P}/target/1/", {"iscsi_target_name": "NEW"})
     await api.ok("DELETE", f"{P}/extent/1/", status=204)
-    assert snapshot == frozen
-    assert api.control.config is not snapshot
+    assert (target.name, extent.name) == ("t", "e")
+    assert api.control.config.targets[1].name == "new" and 1 not in api.control.config.extents
 
 
 async def test_concurrent_writes_are_serialised(api: Api) -> None:

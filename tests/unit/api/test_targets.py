@@ -211,6 +211,7 @@ async def test_a_full_target_has_no_free_lun(api: Api) -> None:
     config = api.control.config
     for lun in range(1024):  # fill target 1 directly: 1024 POSTs would only slow the test down
         config.mappings[1000 + lun] = LunMapping(1000 + lun, target=1, extent=1000 + lun, lunid=lun)
+    config.indexed()  # written behind the API's back: index it as a load does
     assert await api.conflict("POST", f"{P}/targettoextent/", {"iscsi_target": 1, "iscsi_extent": 1}) == {
         "iscsi_lunid": ["No free LUN ID on this target (0-1023 are all in use)."]}
 

@@ -1,0 +1,1 @@
+"""`benchmarks/config_scale`: the configuration plane at N volumes (issue #12)."""
