@@ -23,6 +23,7 @@ from typing import Any
 
 from ..model.config import Config
 from ..model.control import ConfigError
+from ..model.indexes import Indexes
 from ..model.kinds import DISK, kind_for
 from ..model.validation import NON_FIELD, ValidationContext, validate
 from . import tables
@@ -172,10 +173,15 @@ def import_document(doc: Any, ctx: ValidationContext) -> Config:
     if out.errors:  # coercion failed: the rules below would only repeat it
         raise ConfigError(out.errors)
     out.add(GLOBAL_RESOURCE.name, validate(cfg, "global", cfg.global_config, ctx))
+    # indexed lookups, each object indexed again once validated (normalised): what a scan of the
+    # objects as they are at that moment would find, in O(N) for N objects (issue #12)
+    cfg.indexes = Indexes.of(cfg)
     for collection in Config.COLLECTIONS:
         res = next(r for r in COLLECTION_RESOURCES if r.collection == collection)
         for oid, obj in sorted(getattr(cfg, collection).items()):
             out.add(f"{res.name}/{oid}", validate(cfg, collection, obj, ctx))
+            cfg.indexes.remove(collection, oid)
+            cfg.indexes.add(cfg, collection, obj)
     if out.errors:
         raise ConfigError(out.errors)
     return cfg
