@@ -29,10 +29,10 @@ from typing import Any
 from . import chart
 from .backing import prefill
 from .jobs import JOBS, JOBS_BY_NAME, MIB, Job
-from .report import FAIL, ISTGT, OURS, TARGETS, THEIRS, Results, format_table
+from .report import BASELINE, FAIL, ISTGT, OURS, TARGETS, THEIRS, Results, format_table
 from .rss import tree_status
 from .runner import Plan, run_rounds
-from .targets import ChildTarget, Istgt, PyscsiTarget, TargetError, Tgtd, lun_geometry, pyscsi_command
+from .targets import BaselinePyscsi, ChildTarget, Istgt, PyscsiTarget, TargetError, Tgtd, lun_geometry, pyscsi_command
 from .tools import DEFAULT_FIO_PREFIX, REPO_ROOT, ToolError, ensure_fio, ensure_istgt, ensure_programs, ensure_tgt
 
 #: Capacity of both LUNs, bytes: pyscsi-target's demo LUN is 1 GiB (issue #2), tgtd's file matches.
@@ -89,6 +89,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--ramp", type=float, help="override fio's unmeasured ramp seconds per run")
     ap.add_argument("--jobs", help=f"comma-separated subset of: {', '.join(ALL_JOBS)}")
     ap.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated subset of {','.join(TARGETS)}")
+    ap.add_argument("--baseline", type=Path, metavar="DIR",
+                    help="also run pyscsi-target from DIR (a checkout holding pyscsi_target/) as target "
+                         "'pyscsi-base' in the same rounds: before/after in one run")
     ap.add_argument("--out", type=Path, help="results directory (default benchmarks/results/compare-TIMESTAMP)")
     ap.add_argument("--workdir", type=Path, help="where the backing files go (default: a temporary directory)")
     ap.add_argument("--fio-prefix", type=Path, default=DEFAULT_FIO_PREFIX,
@@ -113,6 +116,10 @@ def choose(args: argparse.Namespace) -> tuple[Profile, list[Job], list[str]]:
         raise SystemExit(f"unknown job(s) {unknown}; choose from {', '.join(ALL_JOBS)}")
     if not targets or any(t not in TARGETS for t in targets) or len(set(targets)) != len(targets):
         raise SystemExit(f"--targets must be a subset of {','.join(TARGETS)}")
+    if args.baseline is not None:
+        if not (args.baseline / "pyscsi_target" / "__init__.py").is_file():
+            raise SystemExit(f"--baseline {args.baseline}: no pyscsi_target/ package there")
+        targets.append(BASELINE)
     profile = Profile(
         rounds=args.rounds if args.rounds is not None else base.rounds,
         runtime_s=args.runtime if args.runtime is not None else base.runtime_s,
@@ -150,12 +157,15 @@ def tools_needed(jobs: list[Job], targets: list[str], fio_prefix: Path) -> dict[
 
 
 def start_targets(stack: contextlib.ExitStack, names: list[str], work: Path, logs: Path,
-                  tools: dict[str, Path], extra: list[str]) -> list[ChildTarget]:
+                  tools: dict[str, Path], extra: list[str], baseline: Path | None = None) -> list[ChildTarget]:
     started: list[ChildTarget] = []
     for name in names:
         target: ChildTarget
         if name == OURS:
             target = PyscsiTarget(logs, work / "pyscsi-data", extra)
+        elif name == BASELINE:
+            assert baseline is not None  # choose() adds BASELINE only with --baseline
+            target = BaselinePyscsi(logs, work / "pyscsi-base-data", baseline.resolve(), extra)
         elif name == ISTGT:
             target = Istgt(logs, work / "istgt", backing_path(name, work), tools["istgt"])
         else:
@@ -166,7 +176,11 @@ def start_targets(stack: contextlib.ExitStack, names: list[str], work: Path, log
 
 
 def backing_path(name: str, work: Path) -> Path:
-    return PyscsiTarget.extent_path(work / "pyscsi-data") if name == OURS else work / f"{name}.img"
+    if name == OURS:
+        return PyscsiTarget.extent_path(work / "pyscsi-data")
+    if name == BASELINE:
+        return PyscsiTarget.extent_path(work / "pyscsi-base-data")
+    return work / f"{name}.img"
 
 
 def backing_paths(names: list[str], work: Path) -> list[Path]:
@@ -210,7 +224,7 @@ def measure(args: argparse.Namespace, profile: Profile, jobs: list[Job], names: 
         t0 = time.monotonic()
         prefill(backing_paths(names, work), LUN_BYTES, profile.span)
         say(f"prefilled {len(names)} backing file(s), {profile.span >> 20} MiB each, in {time.monotonic() - t0:.1f} s")
-        targets = start_targets(stack, names, work, out / "logs", tools, args.pyscsi_arg)
+        targets = start_targets(stack, names, work, out / "logs", tools, args.pyscsi_arg, args.baseline)
         block = common_block_size(targets, tools["iscsi-readcapacity16"])
         idle = {t.name: tree_status(t.pid) for t in targets}
         meta = meta_of(profile, targets, tools, block, idle)

@@ -33,6 +33,8 @@ from .rss import RssPeak
 #: floors, istgt for issue #17's goals).
 OURS, THEIRS, ISTGT = "pyscsi", "tgtd", "istgt"
 TARGETS = (OURS, THEIRS, ISTGT)
+#: pyscsi-target from another checkout (`--baseline`): a column of its own when measured
+BASELINE = "pyscsi-base"
 REFERENCES = (THEIRS, ISTGT)
 #: How each metric is labelled in the table and the chart.
 METRIC_LABELS = {IOPS: "IOPS", MIBS: "MiB/s", CLAT_MEAN: "mean lat us", CLAT_P50: "p50 lat us",
@@ -182,18 +184,19 @@ def _num(value: float | None, digits: int = 0) -> str:
 
 def format_table(results: Results) -> str:
     """The medians, pyscsi/tgtd and pyscsi/istgt ratios, peak RSS, floors and goals as aligned text."""
-    rows: list[tuple[str, ...]] = [("job", "metric", *TARGETS, *(f"{OURS}/{r}" for r in REFERENCES))]
+    shown = (*TARGETS, BASELINE) if any(BASELINE in per for per in results.samples.values()) else TARGETS
+    rows: list[tuple[str, ...]] = [("job", "metric", *shown, *(f"{OURS}/{r}" for r in REFERENCES))]
     for name in results.samples:
         title = JOBS_BY_NAME[name].title
         for metric in metrics_shown(name):
-            med = {t: results.median(name, t) for t in TARGETS}
+            med = {t: results.median(name, t) for t in shown}
             digits = 1 if metric in LOWER_IS_BETTER else 0
             vals = [_num(m.get(metric), digits) if m else "-" for m in med.values()]
             ratios = [_num(results.ratio(name, metric, r), 2) for r in REFERENCES]
             rows.append((title, METRIC_LABELS[metric], *vals, *ratios))
             title = ""
     for label, jobs, part in RSS_ROWS:
-        vals = [_num(results.peak_rss_mib(t, jobs, part), 1) for t in TARGETS]
+        vals = [_num(results.peak_rss_mib(t, jobs, part), 1) for t in shown]
         rows.append((label, "MiB", *vals, *("" for _ in REFERENCES)))
     columns = len(rows[0])
     widths = [max(len(r[i]) for r in rows) for i in range(columns)]

@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from .tools import REPO_ROOT
 
@@ -157,12 +158,13 @@ class ChildTarget:
     def start(self) -> None:
         raise NotImplementedError
 
-    def _spawn(self, argv: list[str], stdout: Path | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(self, argv: list[str], stdout: Path | None = None, cwd: Path | None = None,
+               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = self.log_path.open("ab")
         out = stdout.open("ab") if stdout else log
         try:
             return subprocess.Popen(argv, stdout=out, stderr=log, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+                                    start_new_session=True, cwd=cwd, env=env)
         finally:
             log.close()
             out.close()
@@ -333,12 +335,19 @@ class PyscsiTarget(ChildTarget):
     def extent_path(data_dir: Path) -> Path:
         return data_dir / DEMO_EXTENT
 
+    def command(self) -> list[str]:
+        return pyscsi_command()
+
+    def spawn_options(self) -> dict[str, Any]:
+        return {}
+
+
     def start(self) -> None:
         portal = f"{LOOPBACK}:{free_port()}"
-        argv = [*pyscsi_command(), "serve", "--data-dir", str(self.data_dir), "--demo",
+        argv = [*self.command(), "serve", "--data-dir", str(self.data_dir), "--demo",
                 "--demo-portal", portal, "--no-api", "--log-level", "WARNING", *self.extra]
         self.stdout_path.unlink(missing_ok=True)
-        self.proc = self._spawn(argv, stdout=self.stdout_path)
+        self.proc = self._spawn(argv, stdout=self.stdout_path, **self.spawn_options())
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             m = DEMO_LINE.search(log_tail(self.stdout_path, 10_000))
@@ -349,6 +358,29 @@ class PyscsiTarget(ChildTarget):
                 raise self.failed(f"exited with status {self.proc.returncode} before serving the demo LUN")
             time.sleep(POLL_S)
         raise self.failed(f"printed no 'demo LUN:' line within {STARTUP_TIMEOUT_S:.0f} s")
+
+
+class BaselinePyscsi(PyscsiTarget):
+    """pyscsi-target from another checkout (`--baseline DIR`, DIR holding `pyscsi_target/`), run
+    beside this one in the same interleaved rounds: a before/after comparison that the machine's
+    drift between two runs cannot blur. `python -m pyscsi_target` with DIR as its working
+    directory and PYTHONPATH, so that DIR's package is the one imported."""
+
+    name = "pyscsi-base"
+
+    def __init__(self, log_dir: Path, data_dir: Path, code_dir: Path, extra: list[str] | None = None) -> None:
+        super().__init__(log_dir, data_dir, extra)
+        self.code_dir = code_dir
+        self.stdout_path = log_dir / "pyscsi-base.stdout"
+
+    def describe(self) -> dict[str, object]:
+        return super().describe() | {"code": str(self.code_dir)}
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "pyscsi_target"]
+
+    def spawn_options(self) -> dict[str, Any]:
+        return {"cwd": self.code_dir, "env": dict(os.environ, PYTHONPATH=str(self.code_dir))}
 
 
 #: iscsi-readcapacity16's answer lines (libiscsi-bin 1.19): block length and total size.

@@ -437,6 +437,21 @@ def test_cpu_per_command_counts_the_ramp_for_fio_and_whole_seconds_for_iscsi_per
     assert us_per_command(0.3, 0) is None
 
 
+def test_baseline_is_a_fourth_target_with_a_column_of_its_own(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):  # not a checkout: refused before anything starts
+        choose(parser().parse_args(["--baseline", str(tmp_path)]))
+    _, _, targets = choose(parser().parse_args(["--baseline", str(REPO_ROOT)]))
+    assert targets == ["pyscsi", "tgtd", "istgt", "pyscsi-base"]
+    r = Results()
+    r.add("randread-4k-qd16", "pyscsi", {IOPS: 200.0, MIBS: 1.0, CPU_US: 20.0}, None)
+    r.add("randread-4k-qd16", "istgt", {IOPS: 100.0, MIBS: 1.0, CPU_US: 25.0}, None)
+    assert "pyscsi-base" not in format_table(r)
+    r.add("randread-4k-qd16", "pyscsi-base", {IOPS: 150.0, MIBS: 1.0, CPU_US: 31.5}, None)
+    table = format_table(r)
+    assert "pyscsi-base" in table and "31.5" in table
+    assert r.ratio("randread-4k-qd16", IOPS, "istgt") == 2.0  # ratios stay this build's
+
+
 def test_goals_compare_with_istgt_and_cpu_lower_is_better() -> None:
     r = Results()
     r.add("randwrite-4k-qd16", "pyscsi", {IOPS: 100.0, MIBS: 1.0, CPU_US: 30.0}, None)
