@@ -537,8 +537,32 @@ c_readme_relay() {
 
 # the blocks /readme/1.sh, 2.sh ... in one shell (their variables carry over), each line of their
 # output also on the console as `README-OUT <line>` for the host to check
+# The README's iscsiadm runs as written, through this wrapper: after a login it waits (bounded)
+# until the kernel has finished probing the new disks ("Attached SCSI disk"), as a person's next
+# command comes after the disk showed up. Without it a logout typed straight after the login
+# races the kernel's partition scan, which then reads from an already offlined device ("device
+# offline error", "Buffer I/O error ... async page read") on any target.
+readme_wrapper() {
+    cat <<'WRAP'
+probes() { dmesg | grep -c "$1" || true; }
+iscsiadm() {
+    before=$(probes 'Direct-Access')
+    command iscsiadm "$@" || return $?
+    case " $* " in
+    *" --login "*|*" -l "*|*" --loginall"*)
+        i=0
+        while [ "$(probes 'Direct-Access')" -le "$before" ] && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
+        i=0
+        while [ "$(probes 'Attached SCSI disk')" -lt "$(probes 'Direct-Access')" ] && [ $i -lt 100 ]; do
+            usleep 100000; i=$((i + 1))
+        done ;;
+    esac
+}
+WRAP
+}
+
 c_readme_blocks() {
-    for f in $(ls /readme/*.sh | sort -t/ -k3 -n); do echo ". $f"; done > /tmp/readme.sh
+    { readme_wrapper; for f in $(ls /readme/*.sh | sort -t/ -k3 -n); do echo ". $f"; done; } > /tmp/readme.sh
     sh -eu /tmp/readme.sh > /tmp/readme.out 2>&1; rc=$?
     sed 's/^/README-OUT /' /tmp/readme.out > /dev/console
     [ $rc = 0 ] || fail "a README block failed (exit $rc): $(tail -n 1 /tmp/readme.out)"
