@@ -10,14 +10,13 @@ fields.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import logging
 from typing import Any
 
 from ..model.config import Config
 from ..model.draft import Draft
+from .auth import basic_credentials
 
 log = logging.getLogger("pyscsi_target.audit")
 
@@ -108,13 +107,5 @@ def log_level_change(user: str, address: str, old: str, new: str) -> None:
 
 def basic_user(header: str | None) -> str | None:
     """The user name of HTTP Basic credentials (RFC 7617), for the audit line; None if none."""
-    if header is None:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(token.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return decoded.partition(b":")[0].decode("utf-8", "replace")
+    pair = basic_credentials(header)
+    return None if pair is None else pair[0].decode("utf-8", "replace")

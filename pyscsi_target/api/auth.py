@@ -30,7 +30,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import ipaddress
 import math
 import os
 import secrets
@@ -39,6 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
+
+from ..model.addresses import IPV6_CLIENT_PREFIX_LENGTH, client_key
 
 #: The only user FreeNAS let in (spec Part A §1.2).
 API_USER = "root"
@@ -60,25 +61,27 @@ MAX_WAITING_PER_ADDRESS = 4
 MAX_FAILURES_TRACKED = 16
 #: Addresses tracked at once; the least recently failing are forgotten first (bounded memory).
 MAX_TRACKED = 10_000
-#: Bits of an IPv6 address that name one client: the /64 one host is usually given (RFC 4291
-#: §2.5.4, RFC 7421), as server/admission.py counts iSCSI sources.
-IPV6_PREFIX_LENGTH = 64
+#: Bits of an IPv6 address that name one client (model.addresses.client_key)
+IPV6_PREFIX_LENGTH = IPV6_CLIENT_PREFIX_LENGTH
 #: Length of a generated password, in bytes of randomness (base64url: 32 characters).
 GENERATED_PASSWORD_BYTES = 24
 PASSWORD_FILE_NAME = "api-password"
 
 
-def client_key(address: str) -> str:
-    """What the guard counts per: an IPv4 address, or an IPv6 address's /64."""
+def basic_credentials(header: str | None) -> tuple[bytes, bytes] | None:
+    """(user, password) of an HTTP Basic `Authorization` header (RFC 7617), or None when the
+    header is absent, of another scheme, not base64 or without the colon."""
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
     try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX_LENGTH), strict=False))
-    return str(ip)
+        decoded = base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    user, colon, password = decoded.partition(b":")
+    return (user, password) if colon else None
 
 
 @dataclass(slots=True)
@@ -125,18 +128,10 @@ class AuthGuard:
 
     def _credentials(self, header: str | None) -> tuple[bool, bool, bytes] | None:
         """(user is root, password is right, password digest), or None without Basic credentials."""
-        if header is None:
+        pair = basic_credentials(header)
+        if pair is None:
             return None
-        scheme, _, token = header.strip().partition(" ")
-        if scheme.lower() != "basic":
-            return None
-        try:
-            decoded = base64.b64decode(token.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            return None
-        user, colon, password = decoded.partition(b":")
-        if not colon:
-            return None
+        user, password = pair
         user_ok = hmac.compare_digest(self._digest(user), self._user)
         digest = self._digest(password)
         password_ok = hmac.compare_digest(digest, self._password)

@@ -136,3 +136,23 @@ def normalise_networks(text: str) -> str:
             ) from None
         out.append(token)
     return "\n".join(out) or ALL
+
+
+#: Bits of an IPv6 address that name one client: the /64 one host is usually given (RFC 4291
+#: §2.5.4 interface identifiers are 64 bits; RFC 7421). The API's password guard and the iSCSI
+#: login admission both count per client, so a host cannot step through its /64 to escape them.
+IPV6_CLIENT_PREFIX_LENGTH = 64
+
+
+def client_key(address: str) -> str:
+    """What per-client limits count: an IPv4 address (also when IPv4-mapped), or an IPv6
+    address's /64; anything that is not an address counts as itself."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX_LENGTH), strict=False))
+    return str(ip)

@@ -30,8 +30,9 @@ are compared case-folded (RFC 3722). Pure bookkeeping with explicit times: the s
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict, defaultdict, deque
+
+from ..model.addresses import IPV6_CLIENT_PREFIX_LENGTH, client_key
 
 #: connections in the login phase, whole target (SPDK/LIO have similar global caps)
 MAX_PRELOGIN_TOTAL = 256
@@ -58,7 +59,7 @@ MAX_SOURCES_TRACKED = 4096
 MAX_TRUSTED_PAIRS = 4096
 #: bits of an IPv6 source address that name one source: the /64 a single host is usually given
 #: (RFC 4291 §2.5.4 interface identifiers are 64 bits; RFC 7421)
-IPV6_SOURCE_PREFIX_LENGTH = 64
+IPV6_SOURCE_PREFIX_LENGTH = IPV6_CLIENT_PREFIX_LENGTH
 
 #: Login Response statuses that mean "a credential or an identity was tried and refused"
 #: (RFC 7143 §11.13.5): authentication failure, authorization failure
@@ -66,16 +67,9 @@ AUTH_FAILURE_STATUSES = frozenset({(2, 0x01), (2, 0x02)})
 
 
 def source_key(address: str) -> str:
-    """What the per-source limits count: an IPv4 address, or an IPv6 address's /64."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, IPV6_SOURCE_PREFIX_LENGTH), strict=False))
-    return str(ip)
+    """What the per-source limits count: an IPv4 address, or an IPv6 address's /64 (the same
+    client key as the API's password guard)."""
+    return client_key(address)
 
 
 def _backoff(count: int, threshold: int) -> float:
