@@ -22,8 +22,9 @@ from .vpd import max_atomic_transfer_blocks, max_transfer_blocks
 FUA = 0x08
 
 
-def _durable_write(lu: LogicalUnit, lba: int, data: memoryview | bytes, fua: bool) -> None:
-    """FUA=1 or WCE=0 (write-through): durable before GOOD (rules §4.1)."""
+def durable_write(lu: LogicalUnit, lba: int, data: memoryview | bytes, fua: bool) -> None:
+    """FUA=1 or WCE=0 (write-through): durable before GOOD (rules §4.1). Shared by the
+    read-modify-write commands here and COMPARE AND WRITE / WRITE AND VERIFY (sbc_verify.py)."""
     if fua or not lu.mode.wce:
         lu.backend.write_fua(lba, data)
     else:
@@ -48,7 +49,7 @@ def orwrite(task: Task) -> ScsiResult:
         return ScsiResult()
     with lu.lock:
         merged = np.frombuffer(be.read(lba, nblocks), dtype=np.uint8) | np.frombuffer(data, dtype=np.uint8)
-        _durable_write(lu, lba, merged.tobytes(), bool(cdb[1] & FUA))
+        durable_write(lu, lba, merged.tobytes(), bool(cdb[1] & FUA))
     return ScsiResult()
 
 
@@ -74,7 +75,7 @@ def write_atomic16(task: Task) -> ScsiResult:
     if nblocks == 0:
         return ScsiResult()
     with lu.lock:
-        _durable_write(lu, lba, data, bool(cdb[1] & FUA))
+        durable_write(lu, lba, data, bool(cdb[1] & FUA))
     return ScsiResult()
 
 

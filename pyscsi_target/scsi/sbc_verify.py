@@ -8,7 +8,7 @@ import numpy as np
 
 from .cdb import check_range, lba_and_length, u64
 from .command import Task
-from .lu import LogicalUnit
+from .sbc_atomic import durable_write
 from .sense import CheckCondition, SenseReason, invalid_cdb
 from .types import ScsiResult
 from .vpd import MAX_COMPARE_AND_WRITE_BLOCKS, max_transfer_blocks
@@ -39,13 +39,6 @@ def _range(task: Task) -> tuple[int, int]:
     if nblocks > max_transfer_blocks(be.block_size):
         raise invalid_cdb(_LENGTH_BYTE[task.spec.cdb_length])
     return lba, nblocks
-
-
-def _durable_write(lu: LogicalUnit, lba: int, data: memoryview, fua: bool) -> None:
-    if fua or not lu.mode.wce:
-        lu.backend.write_fua(lba, data)
-    else:
-        lu.backend.write(lba, data)
 
 
 # ---- VERIFY / WRITE AND VERIFY (SBC-4 §5.31-5.33, §5.43-5.45) --------------------------------
@@ -126,5 +119,5 @@ def compare_and_write(task: Task) -> ScsiResult:
         offset = _miscompare(data[:size], be.read(lba, nblocks))
         if offset is not None:
             raise CheckCondition(SenseReason.MISCOMPARE_DURING_VERIFY, information=offset)
-        _durable_write(lu, lba, data[size:], bool(cdb[1] & FUA))
+        durable_write(lu, lba, data[size:], bool(cdb[1] & FUA))
     return ScsiResult()
