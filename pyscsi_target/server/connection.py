@@ -379,9 +379,12 @@ class ConnectionHandler:
             self.nexus = Nexus(
                 f"{ev.initiator_name},i,0x{ev.isid:012x}", f"{iqn},t,0x{ev.tpgt:04x}", relative_port_id=ev.tpgt
             )
+        # issue #13 item 5: who, from where, to what, and how it authenticated (the CHAP user
+        # name, never a secret)
         log.info(
-            "login: %s (%s) -> %s, %s session, TSIH %d",
+            "login: %s (%s) -> %s, %s session, TSIH %d, auth %s%s",
             ev.initiator_name, self.peer, ev.target_name or "discovery", ev.session_type, ev.tsih,
+            ev.auth_method, f" as {ev.auth_user!r}" if ev.auth_user is not None else "",
         )
 
     def _command(self, ev: ScsiCommand) -> None:

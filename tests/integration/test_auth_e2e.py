@@ -164,6 +164,9 @@ async def test_chap_admits_the_right_credentials_only(site: Site, caplog: pytest
     caplog.set_level(logging.INFO, logger="pyscsi_target")
     ok, out = await inq(site.url("chap", ALICE, ALICE_SECRET))
     assert ok, out
+    # the success line names the method and the CHAP user (issue #13 item 5)
+    assert re.search(rf"login: {re.escape(ALLOWED_IQN)} \(127\.0\.0\.1:\d+\) -> {re.escape(BASENAME)}:chap, "
+                     rf"Normal session, TSIH \d+, auth CHAP as '{ALICE}'", login_log(caplog)), login_log(caplog)
     for url in (site.url("chap"),  # no credentials: the security stage cannot be skipped
                 site.url("chap", ALICE, "wrong-secret-00"),
                 site.url("chap", ALICE + "x", ALICE_SECRET),  # user names match exactly

@@ -20,6 +20,7 @@ from pyscsi_target.server.wire import (
     peer_open,
     recv_into,
     send_all,
+    tasks_runnable,
 )
 
 
@@ -136,3 +137,14 @@ def test_peer_open_peeks_without_taking_data_or_the_socket() -> None:
         assert not peer_open(a.fileno())
         assert a.recv(1) == b""
     assert not peer_open(a.fileno())  # closed: -1, or a descriptor that is no socket of ours
+
+
+async def test_tasks_runnable_agrees_with_trios_statistics() -> None:
+    """The run queue length read from trio's runner is what `current_statistics()` reports, with
+    no task, one and several tasks ready: a trio that renames its internals fails here, not in
+    production by spinning while other connections wait."""
+    assert tasks_runnable() == trio.lowlevel.current_statistics().tasks_runnable == 0
+    async with trio.open_nursery() as nursery:
+        for n in range(1, 4):
+            nursery.start_soon(trio.sleep, 0)
+            assert tasks_runnable() == trio.lowlevel.current_statistics().tasks_runnable == n
