@@ -17,6 +17,7 @@ write side; trio's own wrapper stays the owner of the socket (it closes it).
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import time
@@ -36,18 +37,18 @@ def _runnable_probe() -> Callable[[], int]:
     without the walk; it is read from trio's runner, and a trio without that attribute gets the
     public call (tests/unit/server/test_wire.py checks that both agree)."""
     try:
-        from trio._core._run import GLOBAL_RUN_CONTEXT
-    except ImportError:  # pragma: no cover - a trio that moved its internals
-        GLOBAL_RUN_CONTEXT = None
+        context: object = importlib.import_module("trio._core._run").GLOBAL_RUN_CONTEXT
+    except (ImportError, AttributeError):  # pragma: no cover - a trio that moved its internals
+        context = None
 
     def public() -> int:
         return trio.lowlevel.current_statistics().tasks_runnable
 
     def fast() -> int:
-        runq = getattr(getattr(GLOBAL_RUN_CONTEXT, "runner", None), "runq", None)
+        runq = getattr(getattr(context, "runner", None), "runq", None)
         return len(runq) if runq is not None else public()
 
-    return public if GLOBAL_RUN_CONTEXT is None else fast
+    return public if context is None else fast
 
 
 #: tasks ready to run in this thread's trio loop (see `_runnable_probe`)
