@@ -152,6 +152,8 @@ class ConnectionHandler:
         self._ended = False
         #: ITT of a Logout Request waiting for the running commands to end
         self._logout_itt: int | None = None
+        #: why the target asked this initiator to log out (`request_logout`), for the audit line
+        self._logout_asked: str | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     def terminate(self, reason: str) -> None:
@@ -186,13 +188,17 @@ class ConnectionHandler:
             self.closed.set()
         log.debug("connection %s closed: %s", self.peer, self.end_reason)
         if self.login is not None:  # the audit line of the session's end (issue #13 item 5)
+            reason = self.end_reason or "closed"
+            if reason == "logout" and self._logout_asked is not None:  # it did what we asked, and why
+                reason = f"logout, as asked ({self._logout_asked})"
             log.info("logout: %s (%s) -> %s, TSIH %d: %s", self.login.initiator_name, self.peer,
-                     self.login.target_name or "discovery", self.login.tsih, self.end_reason or "closed")
+                     self.login.target_name or "discovery", self.login.tsih, reason)
 
     async def request_logout(self, reason: str, grace: float = LOGOUT_REQUEST_DEADLINE_S) -> None:
         """Ask the initiator to log out (AsyncEvent 1), give it `grace` seconds, then end the
         connection (planned shutdown, target deletion: RFC 7143 §11.9.1)."""
         if self.login is not None and self.login.session_type is SessionType.NORMAL and not self.closed.is_set():
+            self._logout_asked = reason
             self.conn.send_async_event(ASYNC_EVENT_LOGOUT_REQUEST, param3=int(grace))
             with trio.move_on_after(grace):
                 try:

@@ -4,8 +4,10 @@ close)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.initiator import ASYNC
@@ -40,7 +42,9 @@ async def test_sessions_list_their_login_and_counters(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
 
 
-async def test_delete_asks_for_a_logout_then_the_session_is_gone(tmp_path: Path) -> None:
+async def test_delete_asks_for_a_logout_then_the_session_is_gone(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pyscsi_target.connection")
     async with trio.open_nursery() as nursery:
         running = await start(nursery, demo_options(tmp_path / "data", api=True))
         api = ApiClient.for_server(running.options)
@@ -65,5 +69,9 @@ async def test_delete_asks_for_a_logout_then_the_session_is_gone(tmp_path: Path)
             reply = await api.delete(f"{SESSIONS}{client.tsih}/")
         assert reply.status == 204 and seen == [ASYNC, 0]
         assert (await api.get(SESSIONS)).json() == []
+        # the audit line says why the session ended (issue #13 item 5)
+        assert any(r.getMessage().startswith(f"logout: {client.ini.name} (")
+                   and r.getMessage().endswith(f"TSIH {client.tsih}: ended through the API") for r in caplog.records), \
+            caplog.text
         await client.aclose()
         nursery.cancel_scope.cancel()

@@ -106,7 +106,7 @@ async def test_sigterm_exits_as_soon_as_initiators_logged_out(tmp_path: Path) ->
             server.kill_quietly()
     assert status == 0, server.output["stderr"][-2000:]
     assert exited_after < SHUTDOWN_LOGOUT_GRACE_S, exited_after
-    assert audit_reason(server) == "logout"
+    assert audit_reason(server) == "logout, as asked (shutdown)"
     assert server.problems == []
 
 
