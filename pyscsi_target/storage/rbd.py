@@ -133,9 +133,24 @@ class RbdCluster:
                 handle.connect()
             except rados.Error as exc:
                 handle.shutdown()
-                raise ClusterUnavailable(f"cannot reach the Ceph cluster ({self.conffile or 'default conf'}): "
-                                         f"{type(exc).__name__}: {exc}") from exc
+                raise ClusterUnavailable(self._connect_failure(exc)) from exc
             self._rados = handle
+
+    def _connect_failure(self, exc: Exception) -> str:
+        """Why connecting failed, in words (never the key: librados reads the keyring itself, and
+        its errors name the keyring's path at most). cephx's two failures get their own words:
+        librados says "object not found" for a missing keyring and "permission denied" for a key
+        the monitors refuse."""
+        user = f"client.{self.client_id or 'admin'}"
+        where = self.conffile or "default conf"
+        code = getattr(exc, "errno", None)
+        if code == _errno.ENOENT:
+            return (f"cannot connect to the Ceph cluster ({where}) as {user}: no keyring with its key "
+                    f"(the conf's `keyring` setting, or /etc/ceph/ceph.{user}.keyring)")
+        if code in (_errno.EACCES, _errno.EPERM):
+            return (f"cannot connect to the Ceph cluster ({where}) as {user}: the monitors refused it "
+                    f"(cephx: a wrong key, or no such user)")
+        return f"cannot reach the Ceph cluster ({where}): {type(exc).__name__}: {exc}"
 
     def ioctx(self, pool: str) -> Any:
         with self._lock:
