@@ -238,6 +238,9 @@ def main() -> int:
     print(f"cluster up in {cluster.start_seconds:.1f} s, daemons' RSS {cluster.rss_bytes() >> 20} MiB")
     print(f"conf: {cluster.conf}   (ceph -c {cluster.conf} -s; Ctrl-C stops it)", flush=True)
     try:
+        # sigwait only receives blocked signals: unblocked, SIGTERM's default action ended the
+        # process at once and left the daemons running
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
         cluster.stop()
