@@ -148,12 +148,12 @@ class ConnectionHandler:
         self._start_blocking = self._blocking.start
         #: set when worker-thread commands queued responses for the sender task
         self._flush_wanted = trio.Event()
+        #: TMF responses waiting for other gateways to hear of their resets (taskmgmt.announce)
+        self._tmf_announcing: list[tuple[TaskManagement, TmfResponse, list[Callable[[], object]]]] = []
         #: the reader is done (EOF, error, cancelled): nothing more is sent
         self._ended = False
         #: ITT of a Logout Request waiting for the running commands to end
         self._logout_itt: int | None = None
-        #: TMF responses waiting for other gateways to hear of their resets (taskmgmt.announce)
-        self._tmf_announcing: list[tuple[TaskManagement, TmfResponse, list[Callable[[], object]]]] = []
 
     # -- lifecycle --------------------------------------------------------------------------------
     def terminate(self, reason: str) -> None:
