@@ -152,6 +152,11 @@ class LogicalUnit:
         self._space_lock = threading.Lock()
         #: clock() time from which the next write measures the space left (after_write)
         self._space_check_due = -math.inf
+        #: tells the other servers of this LU's storage (gateways sharing an RBD image, issue #15)
+        #: that it was reset; None when no other process serves it. Blocking: the fabric calls it
+        #: in a worker thread after `reset()` and answers the reset once it returns. It never
+        #: raises (the reset is done here whatever the others hear); they call `reset()` in turn.
+        self.announce_reset: Callable[[], object] | None = None
         #: this LU's command counters (scsi/stats.py), counted by the transport that answers; they
         #: outlive the sessions that used it (the server moves them to a reopened LU of the extent)
         self.stats = IoCounters()
@@ -251,7 +256,8 @@ class LogicalUnit:
         the code SAM-5 allows for any reset, rather than the specific 29/03: initiators (libiscsi's
         RESERVE(6) retry among them) treat 29/00 as "a reset happened, carry on". Persistent
         reservations survive (SPC-4 §5.13.1), and so does a running sanitize operation (SBC-4
-        §4.11.2)."""
+        §4.11.2). Thread-safe: another gateway's reset of a shared LU arrives on a storage thread
+        (`announce_reset`)."""
         with self._state_lock:
             self.reserved_by = None
             self.prevent.clear()

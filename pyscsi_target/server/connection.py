@@ -38,7 +38,7 @@ from ..protocol.events import (
     TaskManagement,
 )
 from ..protocol.framing import RECEIVE_BUFFER_BYTES
-from ..protocol.tmf import closes_connection
+from ..protocol.tmf import TmfResponse, closes_connection
 from ..scsi.lu import LogicalUnit
 from ..scsi.stats import IoCounters, account
 from ..scsi.types import Nexus, ScsiRequest, ScsiResult
@@ -47,7 +47,7 @@ from .admission import AUTH_FAILURE_STATUSES, Admission
 from .authority import PortalAuthority
 from .commands import BlockingCommands, Preempted
 from .sessions import SessionRegistry
-from .taskmgmt import task_management
+from .taskmgmt import announce, announcements, task_management
 from .wire import Pacer, SendStalled, peer_open, recv_into, send_all
 
 log = logging.getLogger("pyscsi_target.connection")
@@ -148,6 +148,8 @@ class ConnectionHandler:
         self._start_blocking = self._blocking.start
         #: set when worker-thread commands queued responses for the sender task
         self._flush_wanted = trio.Event()
+        #: TMF responses waiting for other gateways to hear of their resets (taskmgmt.announce)
+        self._tmf_announcing: list[tuple[TaskManagement, TmfResponse, list[Callable[[], object]]]] = []
         #: the reader is done (EOF, error, cancelled): nothing more is sent
         self._ended = False
         #: ITT of a Logout Request waiting for the running commands to end
@@ -276,6 +278,8 @@ class ConnectionHandler:
             closed = self._handle_events()
             if closed or n == 0:
                 self._nexus_lost()
+            while self._tmf_announcing and not closed:
+                await self._answer_after_announcing(*self._tmf_announcing.pop(0))
             if self._logout_itt is not None and not closed:
                 closed = await self._logout()
             await self._reinstated_session_ended()
@@ -360,11 +364,24 @@ class ConnectionHandler:
             self._logged_in(ev)
         elif isinstance(ev, TaskManagement):
             luns = self.service.lun_map(self.target_id) if self.target_id is not None else {}
-            self.conn.send_tmf_response(ev.itt, task_management(self.conn, ev, luns, self.nexus))
-            if closes_connection(ev.function):
-                self._close_after_flush = True
+            response = task_management(self.conn, ev, luns, self.nexus)
+            calls = announcements(ev, luns)
+            if calls:  # LUs other gateways serve too: answered once they heard (the reader's loop)
+                self._tmf_announcing.append((ev, response, calls))
+            else:
+                self._answer_tmf(ev, response)
         elif isinstance(ev, LogoutRequested):
             self._logout_itt = ev.itt  # answered by _logout() once running commands ended
+
+    def _answer_tmf(self, ev: TaskManagement, response: TmfResponse) -> None:
+        self.conn.send_tmf_response(ev.itt, response)
+        if closes_connection(ev.function):
+            self._close_after_flush = True
+
+    async def _answer_after_announcing(self, ev: TaskManagement, response: TmfResponse,
+                                       calls: list[Callable[[], object]]) -> None:
+        await announce(calls)
+        self._answer_tmf(ev, response)
 
     def _logged_in(self, ev: LoginComplete) -> None:
         self.login = ev

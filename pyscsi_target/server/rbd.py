@@ -7,6 +7,9 @@ the conf's `keyring` or the usual /etc/ceph/$cluster.$name.keyring), and a later
 CONNECT_RETRY_S fails at once with the same reason instead of waiting for the monitors again, so
 that a start-up with many RBD extents on an unreachable cluster costs one connection timeout.
 The service retries NOT READY extents (service.py `_retry_not_ready`).
+
+Each RBD LU watches its image's events object and announces its resets there, so that every
+gateway serving the image raises a reset's unit attention (storage/rbd_events.py, taskmgmt.py).
 """
 
 from __future__ import annotations
@@ -94,5 +97,8 @@ def open_rbd(ext: Extent, policy: StoragePolicy, host: LuHost) -> LiveExtent:
             cluster.remove_image(pool, image)
         raise
     undo = [lambda: cluster.remove_image(pool, image)] if created else []
-    return LiveExtent(ext, backend, LogicalUnit(backend, identity_of(ext), host=host),
-                      ("rbd", *backend.identity), undo=undo)
+    lu = LogicalUnit(backend, identity_of(ext), host=host)
+    # other gateways may serve the image as the same LU: resets go both ways (docs/scale-out.md §3)
+    backend.watch_resets(lu.reset)
+    lu.announce_reset = backend.announce_reset
+    return LiveExtent(ext, backend, lu, ("rbd", *backend.identity), undo=undo)

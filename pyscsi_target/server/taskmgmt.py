@@ -16,17 +16,31 @@ their answers are dropped.
 | CLEAR ACA, TASK REASSIGN | (no ACA; ErrorRecoveryLevel=0) | FUNCTION NOT SUPPORTED |
 
 After a TARGET COLD RESET's response the connection closes (`protocol.tmf.closes_connection`).
+
+An LU that other processes also serve (an RBD image behind several gateways, issue #15) has an
+`announce_reset`: the resets above tell the other gateways, which raise the same unit attention on
+their own nexuses. The response then waits for them (`announcements`, `announce`; the connection
+answers after), so the initiator's next command through any path sees the unit attention. The
+wait is bounded by RESET_ANNOUNCE_TIMEOUT_S; an announcement that fails or times out is logged
+by the storage and the function still completes: the reset is done here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+import trio
 
 from ..protocol import Connection
 from ..protocol.events import TaskManagement
 from ..protocol.tmf import TmfFunction, TmfResponse
 from ..scsi.lu import LogicalUnit
 from ..scsi.types import Nexus
+
+#: longest wait of a reset's response for the other gateways to hear of it, seconds: above the
+#: storage's own notify timeout (storage.rbd_events.RESET_NOTIFY_TIMEOUT_S, which reports a
+#: gateway that does not answer), for a cluster that does not answer the notify at all
+RESET_ANNOUNCE_TIMEOUT_S = 6.0
 
 
 def task_management(conn: Connection, ev: TaskManagement, luns: Mapping[int, LogicalUnit],
@@ -52,3 +66,28 @@ def task_management(conn: Connection, ev: TaskManagement, luns: Mapping[int, Log
             lu.reset(nexus)
         return TmfResponse.FUNCTION_COMPLETE
     return TmfResponse.FUNCTION_NOT_SUPPORTED
+
+
+def announcements(ev: TaskManagement, luns: Mapping[int, LogicalUnit]) -> list[Callable[[], object]]:
+    """What tells other processes serving the LUs that `ev` reset (`LogicalUnit.announce_reset`):
+    empty for functions that reset nothing and for LUs only this process serves."""
+    if ev.function == TmfFunction.LOGICAL_UNIT_RESET:
+        reset = [luns[ev.lun]] if ev.lun in luns else []
+    elif ev.function in (TmfFunction.TARGET_WARM_RESET, TmfFunction.TARGET_COLD_RESET):
+        reset = list(luns.values())
+    else:
+        return []
+    return [lu.announce_reset for lu in reset if lu.announce_reset is not None]
+
+
+async def announce(calls: list[Callable[[], object]]) -> None:
+    """Run the blocking `calls` at once in worker threads; return when all have, or after
+    RESET_ANNOUNCE_TIMEOUT_S (a call still waiting then is left to end on its own)."""
+    with trio.move_on_after(RESET_ANNOUNCE_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            for call in calls:
+                nursery.start_soon(_in_thread, call)
+
+
+async def _in_thread(call: Callable[[], object]) -> None:
+    await trio.to_thread.run_sync(call, abandon_on_cancel=True)

@@ -22,6 +22,9 @@ Mapping of the SCSI semantics onto librbd (Ceph 16, pacific):
   the granularity of RADOS objects (4 MiB by default, the image's `order`);
 - resize: `Image.resize`.
 The binding takes only `bytes` for writes, so Data-Out is copied once into a bytes object.
+
+Resets across the gateways serving one image travel on the image's events object (rbd_events.py):
+`watch_resets(callback)` and `announce_reset()`, both blocking, both never failing the caller.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from .base import (
     StorageError,
     WouldBlock,
 )
+from .rbd_events import RemoteReset, ResetChannel, events_object
 
 #: librbd options every connection sets (see the module docstring for why)
 CLIENT_OPTIONS = {
@@ -129,9 +133,24 @@ class RbdCluster:
                 handle.connect()
             except rados.Error as exc:
                 handle.shutdown()
-                raise ClusterUnavailable(f"cannot reach the Ceph cluster ({self.conffile or 'default conf'}): "
-                                         f"{type(exc).__name__}: {exc}") from exc
+                raise ClusterUnavailable(self._connect_failure(exc)) from exc
             self._rados = handle
+
+    def _connect_failure(self, exc: Exception) -> str:
+        """Why connecting failed, in words (never the key: librados reads the keyring itself, and
+        its errors name the keyring's path at most). cephx's two failures get their own words:
+        librados says "object not found" for a missing keyring and "permission denied" for a key
+        the monitors refuse."""
+        user = f"client.{self.client_id or 'admin'}"
+        where = self.conffile or "default conf"
+        code = getattr(exc, "errno", None)
+        if code == _errno.ENOENT:
+            return (f"cannot connect to the Ceph cluster ({where}) as {user}: no keyring with its key "
+                    f"(the conf's `keyring` setting, or /etc/ceph/ceph.{user}.keyring)")
+        if code in (_errno.EACCES, _errno.EPERM):
+            return (f"cannot connect to the Ceph cluster ({where}) as {user}: the monitors refused it "
+                    f"(cephx: a wrong key, or no such user)")
+        return f"cannot reach the Ceph cluster ({where}): {type(exc).__name__}: {exc}"
 
     def ioctx(self, pool: str) -> Any:
         with self._lock:
@@ -163,13 +182,28 @@ class RbdCluster:
             raise _wrap(exc, f"{pool}/{image}") from exc
 
     def remove_image(self, pool: str, image: str) -> None:
-        _, rbd = _bindings()
+        """Remove the image and its events object (rbd_events.py)."""
+        rados, rbd = _bindings()
+        ctx = self.ioctx(pool)
         try:
-            rbd.RBD().remove(self.ioctx(pool), image)
+            with rbd.Image(ctx, image, read_only=True) as handle:
+                image_id = str(handle.id())
         except rbd.ImageNotFound:
             return
         except rbd.Error as exc:
             raise _wrap(exc, f"{pool}/{image}") from exc
+        try:
+            rbd.RBD().remove(ctx, image)
+        except rbd.ImageNotFound:
+            return
+        except rbd.Error as exc:
+            raise _wrap(exc, f"{pool}/{image}") from exc
+        try:
+            ctx.remove_object(events_object(image_id))
+        except rados.ObjectNotFound:
+            pass
+        except rados.Error as exc:
+            raise _wrap(exc, f"{pool}/{image} events object") from exc
 
     def image_exists(self, pool: str, image: str) -> bool:
         _, rbd = _bindings()
@@ -192,8 +226,11 @@ class RbdCluster:
         except rbd.Error as exc:
             raise _wrap(exc, f"{pool}/{image}") from exc
         try:
-            return RbdBackend(handle, block_size, read_only, name=f"{pool}/{image}",
-                              identity=(int(ctx.get_pool_id()), str(handle.id())))
+            image_id = str(handle.id())
+            name = f"{pool}/{image}"
+            events = ResetChannel(ctx, image_id, self._rados.get_instance_id(), name)
+            return RbdBackend(handle, block_size, read_only, name=name,
+                              identity=(int(ctx.get_pool_id()), image_id), events=events)
         except BaseException:
             handle.close()
             raise
@@ -218,7 +255,7 @@ class RbdBackend(Backend):
     asynchronous = True
 
     def __init__(self, image: Any, block_size: int, read_only: bool, *, name: str,
-                 identity: tuple[int, str]) -> None:
+                 identity: tuple[int, str], events: ResetChannel | None = None) -> None:
         self.block_size = check_block_size(block_size)
         self.read_only = read_only
         self.name = name
@@ -227,6 +264,8 @@ class RbdBackend(Backend):
         self._size = int(image.size())
         self._object_size = int(image.stat()["obj_size"])
         self._closed = ClosedGuard(f"RBD image {name}")
+        #: the image's events between gateways (rbd_events.py); None: this process only
+        self.events = events
 
     @property
     def num_blocks(self) -> int:
@@ -359,9 +398,23 @@ class RbdBackend(Backend):
             raise _wrap(exc, f"resize {self.name}") from exc
         self._size = size_bytes
 
+    # ---- other gateways serving the image (rbd_events.py) --------------------------------------
+    def watch_resets(self, on_reset: RemoteReset) -> None:
+        """Call `on_reset()` (from a librados thread) when another gateway serving this image
+        resets its LU. Blocking; never raises (a watch that cannot be set up is retried)."""
+        if self.events is not None:
+            self.events.start(on_reset)
+
+    def announce_reset(self) -> bool:
+        """Tell the other gateways serving this image that its LU was reset (blocking, bounded:
+        rbd_events.RESET_NOTIFY_TIMEOUT_S). True when all acknowledged; never raises."""
+        return self.events.announce() if self.events is not None else True
+
     def close(self) -> None:
         if not self._closed.closed:
             self._closed.closed = True
+            if self.events is not None:
+                self.events.close()
             self._image.close()
 
     # ---- asynchronous (the event loop): completions on librbd's threads -----------------------

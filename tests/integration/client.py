@@ -20,6 +20,7 @@ from tests.initiator import (
     R2T,
     REJECT,
     SCSI_RESPONSE,
+    TMF_RESPONSE,
     Initiator,
     TargetPdu,
 )
@@ -198,6 +199,16 @@ class Client:
 
     async def sync_cache(self, lun: int = 0) -> Result:
         return await self.command(bytes([0x35]) + bytes(9), lun=lun)
+
+    async def tmf(self, function: int, *, lun: int = 0) -> int:
+        """A task management function (RFC 7143 §11.5, e.g. 5 LOGICAL UNIT RESET); the Response
+        field of its TMF response."""
+        await self.send(self.ini.tmf(function, lun=lun))
+        while True:
+            pdu = await self.recv_pdu()
+            if pdu.opcode == TMF_RESPONSE:
+                return int(pdu.response)
+            assert pdu.opcode == NOP_IN, f"unexpected opcode {pdu.opcode:#x}"
 
     async def logout(self) -> TargetPdu:
         await self.send(self.ini.logout(0))

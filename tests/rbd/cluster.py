@@ -3,9 +3,13 @@
 One monitor on a free loopback port (msgr2 only), one OSD on memstore (objects in the OSD's RAM,
 no disk, nothing to clean up but a folder), no manager (nothing here needs one: pools, images and
 I/O are monitor and OSD work), authentication `none` (loopback only, a throw-away cluster: there is
-no secret to keep). Everything lives under one folder: the configuration, the monitor's store, the
-OSD's folder, logs, admin sockets and pid files. Daemons run in the foreground as our children and
-are killed at `stop()`; nothing is installed system-wide and no port outside loopback is bound.
+no secret to keep), or with `cephx=True` cephx as a production cluster has it: keys for `mon.`,
+`client.admin` and `osd.0` made with ceph-authtool, and `add_client` for a gateway's own user; each
+entity's keyring is `keyring.<entity>` beside the conf, which names them (`keyring =`), so a client
+finds its key through the conf as librados does in production. Everything lives under one folder:
+the configuration, the monitor's store, the OSD's folder, logs, admin sockets and pid files.
+Daemons run in the foreground as our children and are killed at `stop()`; nothing is installed
+system-wide and no port outside loopback is bound.
 
 The steps are those of a manual deployment (docs.ceph.com "Manual Deployment", and what Ceph's
 own vstart.sh does for a developer cluster): a monmap with a fresh fsid, `ceph-mon --mkfs`, start
@@ -42,7 +46,7 @@ START_TIMEOUT = 120.0
 
 def missing_tools() -> list[str]:
     """The programs the cluster needs that are not installed."""
-    return [t for t in ("ceph-mon", "ceph-osd", "monmaptool", "ceph") if shutil.which(t) is None]
+    return [t for t in ("ceph-mon", "ceph-osd", "monmaptool", "ceph", "ceph-authtool") if shutil.which(t) is None]
 
 
 def free_port() -> int:
@@ -61,13 +65,21 @@ class CephCluster:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     #: seconds `start()` took
     start_seconds: float = 0.0
+    #: cephx authentication (keys for every daemon and client) instead of `auth none`
+    cephx: bool = False
 
     @property
     def conf(self) -> Path:
         return self.root / "ceph.conf"
 
+    def keyring(self, entity: str) -> Path:
+        """Where the conf says `entity`'s (client.admin, osd.0, client.gw) keyring is."""
+        return self.root / f"keyring.{entity}"
+
     def _write_conf(self) -> None:
         r = self.root
+        auth = "cephx" if self.cephx else "none"
+        keyring = f"keyring = {r}/keyring.$name\n" if self.cephx else ""
         self.conf.write_text(f"""[global]
 fsid = {self.fsid}
 mon host = v2:127.0.0.1:{self.port}
@@ -76,10 +88,10 @@ public addr = 127.0.0.1
 ms bind ipv4 = true
 ms bind ipv6 = false
 ms bind msgr1 = false
-auth cluster required = none
-auth service required = none
-auth client required = none
-run dir = {r}/run
+auth cluster required = {auth}
+auth service required = {auth}
+auth client required = {auth}
+{keyring}run dir = {r}/run
 admin socket = {r}/run/$name.asok
 pid file = {r}/run/$name.pid
 log file = {r}/log/$name.log
@@ -134,6 +146,8 @@ osd op num threads per shard = 2
         self.port = self.port or free_port()
         self._write_conf()
         try:
+            if self.cephx:
+                self._make_keys()
             monmap = str(self.root / "monmap")
             self._run("monmaptool", "--create", "--fsid", self.fsid, "--addv", "a",
                       f"[v2:127.0.0.1:{self.port}]", monmap)
@@ -141,6 +155,11 @@ osd op num threads per shard = 2
             self._daemon("ceph-mon", "-i", "a")
             osd_uuid = str(uuid.uuid4())
             osd_id = self._until(lambda: self.ceph("osd", "new", osd_uuid).strip())
+            if self.cephx:  # the OSD's key, known to the monitor before its mkfs asks it for config
+                osd_keyring = str(self.keyring(f"osd.{osd_id}"))
+                self._run("ceph-authtool", "--create-keyring", osd_keyring, "--gen-key", "-n", f"osd.{osd_id}")
+                self.ceph("auth", "add", f"osd.{osd_id}", "osd", "allow *", "mon", "allow profile osd",
+                          "-i", osd_keyring)
             self._run("ceph-osd", "-c", str(self.conf), "-i", osd_id, "--mkfs", "--osd-uuid", osd_uuid)
             self._daemon("ceph-osd", "-i", osd_id)
             self._until(self._osd_up)
@@ -151,6 +170,22 @@ osd op num threads per shard = 2
             raise
         self.start_seconds = time.monotonic() - t0
         return self
+
+    def _make_keys(self) -> None:
+        """The monitor's key, and client.admin's imported into the monitor's keyring (Manual
+        Deployment's steps)."""
+        mon, admin = str(self.keyring("mon.a")), str(self.keyring("client.admin"))
+        self._run("ceph-authtool", "--create-keyring", mon, "--gen-key", "-n", "mon.", "--cap", "mon", "allow *")
+        self._run("ceph-authtool", "--create-keyring", admin, "--gen-key", "-n", "client.admin",
+                  "--cap", "mon", "allow *", "--cap", "osd", "allow *", "--cap", "mgr", "allow *")
+        self._run("ceph-authtool", mon, "--import-keyring", admin)
+
+    def add_client(self, name: str, *caps: str) -> str:
+        """Create client.`name` with `caps` (pairs: "mon", "profile rbd", ...) and write its keyring
+        where the conf looks for it; its key (base64)."""
+        entity = f"client.{name}"
+        self.ceph("auth", "get-or-create", entity, *caps, "-o", str(self.keyring(entity)))
+        return self.ceph("auth", "get-key", entity).strip()
 
     def _osd_up(self) -> str:
         stat = json.loads(self.ceph("osd", "stat", "-f", "json"))
@@ -203,6 +238,9 @@ def main() -> int:
     print(f"cluster up in {cluster.start_seconds:.1f} s, daemons' RSS {cluster.rss_bytes() >> 20} MiB")
     print(f"conf: {cluster.conf}   (ceph -c {cluster.conf} -s; Ctrl-C stops it)", flush=True)
     try:
+        # sigwait only receives blocked signals: unblocked, SIGTERM's default action ended the
+        # process at once and left the daemons running
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
         cluster.stop()

@@ -1,14 +1,15 @@
 """Two gateways, one image (issue #15 item 4): two pyscsi-target processes on different portals
 serve the same RBD image as the same LU (same NAA and serial: the second gateway's configuration
 is the first's, exported and imported with its own portal, `config import` keeping NAAs). Data
-written through one is read through the other, both ways, and libiscsi's MultipathIO family passes
-with `--second-url` on the other gateway, except MultipathIO.Reset (below).
+written through one is read through the other, both ways, and libiscsi's whole MultipathIO family
+passes with `--second-url` on the other gateway, Reset included: a LOGICAL UNIT RESET through one
+gateway raises 29/00 on the other's nexuses too, told over RADOS watch/notify on the image's events
+object (storage/rbd_events.py, docs/scale-out.md §3), and is not echoed back to the gateway that
+made it.
 
 What this does not prove yet (docs/scale-out.md): ALUA (both ports are active/optimized and
-report no target port groups), and SCSI state shared between gateways (unit attentions,
-SPC-2 and persistent reservations are each gateway's own): MultipathIO.Reset, which expects a
-LUN RESET through one path to raise a unit attention on the other, fails, and the test asserts
-exactly that, so that it notices the day it passes."""
+report no target port groups), and the rest of the SCSI state shared between gateways (SPC-2 and
+persistent reservations are each gateway's own)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -33,6 +36,11 @@ from .fixtures import image_name
 
 BS = 512
 IQN = "iqn.2005-10.org.freenas.ctl:shared"
+LOGICAL_UNIT_RESET = 5  # TMF function (RFC 7143 §11.5.1)
+FUNCTION_COMPLETE = 0
+CHECK_CONDITION = 0x02
+POWER_ON_RESET = (0x06, 0x29, 0x00)
+TUR = bytes(6)
 
 
 class Gateway(ServerProcess):
@@ -87,11 +95,13 @@ def blocks(n: int, seed: int) -> bytes:
     return bytes((i * 13 + seed) % 251 for i in range(n * BS))
 
 
-@pytest.mark.conformance
-async def test_two_gateways_serve_one_image(tmp_path: Path, ceph_cluster: CephCluster) -> None:
+@asynccontextmanager
+async def two_gateways(tmp_path: Path, cluster: CephCluster) -> AsyncIterator[tuple[int, int]]:
+    """Gateways A and B serving one new image as LUN 0 of IQN; their portals' ports. At the end
+    both must stop cleanly, having logged no ERROR."""
     image = image_name("shared")
-    a = Gateway(tmp_path / "a", ceph_cluster.conf)
-    b = Gateway(tmp_path / "b", ceph_cluster.conf)
+    a = Gateway(tmp_path / "a", cluster.conf)
+    b = Gateway(tmp_path / "b", cluster.conf)
     port_a, port_b = free_port(), free_port()
     async with trio.open_nursery() as nursery:
         try:
@@ -107,28 +117,53 @@ async def test_two_gateways_serve_one_image(tmp_path: Path, ceph_cluster: CephCl
             (ext_b,) = (await b.client().get("/api/v1.0/services/iscsi/extent/")).json()
             for key in ("iscsi_target_extent_naa", "iscsi_target_extent_serial", "iscsi_target_extent_path"):
                 assert ext_b[key] == ext_a[key], key
-
-            ca = await session(port_a, "iqn.2026-11.org.example:host-a")
-            cb = await session(port_b, "iqn.2026-11.org.example:host-b")
-            assert (await ca.write10(100, blocks(16, 1))).status == 0
-            got = await cb.read10(100, 16)
-            assert got.status == 0 and got.data == blocks(16, 1)  # A's write, read through B
-            assert (await cb.write10(100, blocks(4, 2), fua=True)).status == 0
-            assert (await ca.read10(100, 16)).data == blocks(4, 2) + blocks(16, 1)[4 * BS:]  # and back
-            await ca.logout()
-            await cb.logout()
-
-            url_a, url_b = f"iscsi://127.0.0.1:{port_a}/{IQN}/0", f"iscsi://127.0.0.1:{port_b}/{IQN}/0"
-            mp = await run_conformance(url_a, "ALL.MultipathIO", second_url=url_b)
-            print(f"two gateways, MultipathIO: {mp.counts}")
-            # Simple, CompareAndWrite and CompareAndWriteAsync pass across the gateways. Reset does
-            # not yet: a LUN RESET through A must raise 29/00 on B's nexus too, and unit attentions
-            # are each gateway's own (the watch/notify design of docs/scale-out.md is its fix)
-            assert set(mp.real_failures()) == {"MultipathIO.Reset"}, mp.report()
-            assert "CU_ASSERT_NOT_EQUAL(num_uas,0)" in mp.outcomes["MultipathIO.Reset"].text()
-            assert mp.counts["passed"] == 3 and not mp.counts["skipped"], mp.report()
+            yield port_a, port_b
             assert not a.problems and not b.problems, (a.problems, b.problems)
             assert await a.stop() == 0 and await b.stop() == 0
         finally:
             a.kill_quietly()
             b.kill_quietly()
+
+
+async def one_reset_attention(c: Client) -> None:
+    """The next command gets 29/00 (SAM-5 §6.3.3), exactly once: the one after it is GOOD."""
+    res = await c.command(TUR)
+    assert res.status == CHECK_CONDITION and res.sense_key == POWER_ON_RESET, (res.status, res.sense_key)
+    res = await c.command(TUR)
+    assert res.status == 0, (res.status, res.sense_key)
+
+
+@pytest.mark.conformance
+async def test_two_gateways_serve_one_image(tmp_path: Path, ceph_cluster: CephCluster) -> None:
+    async with two_gateways(tmp_path, ceph_cluster) as (port_a, port_b):
+        ca = await session(port_a, "iqn.2026-11.org.example:host-a")
+        cb = await session(port_b, "iqn.2026-11.org.example:host-b")
+        assert (await ca.write10(100, blocks(16, 1))).status == 0
+        got = await cb.read10(100, 16)
+        assert got.status == 0 and got.data == blocks(16, 1)  # A's write, read through B
+        assert (await cb.write10(100, blocks(4, 2), fua=True)).status == 0
+        assert (await ca.read10(100, 16)).data == blocks(4, 2) + blocks(16, 1)[4 * BS:]  # and back
+        await ca.logout()
+        await cb.logout()
+
+        url_a, url_b = f"iscsi://127.0.0.1:{port_a}/{IQN}/0", f"iscsi://127.0.0.1:{port_b}/{IQN}/0"
+        mp = await run_conformance(url_a, "ALL.MultipathIO", second_url=url_b)
+        print(f"two gateways, MultipathIO: {mp.counts}")
+        # Simple, Reset, CompareAndWrite and CompareAndWriteAsync, across the gateways
+        assert not mp.real_failures(), mp.report()
+        assert mp.counts["passed"] == 4 and not mp.counts["skipped"], mp.report()
+
+
+async def test_lun_reset_through_one_gateway_reaches_the_other(tmp_path: Path, ceph_cluster: CephCluster) -> None:
+    """A LOGICAL UNIT RESET through A: B's nexus gets 29/00 on its next command (the TMF response
+    comes once B has it pending), and A's nexus gets it once, not once more echoed back from the
+    events object; the same the other way round."""
+    async with two_gateways(tmp_path, ceph_cluster) as (port_a, port_b):
+        ca = await session(port_a, "iqn.2026-11.org.example:host-a")
+        cb = await session(port_b, "iqn.2026-11.org.example:host-b")
+        for resetter, other in ((ca, cb), (cb, ca)):
+            assert await resetter.tmf(LOGICAL_UNIT_RESET) == FUNCTION_COMPLETE
+            await one_reset_attention(other)
+            await one_reset_attention(resetter)
+        await ca.logout()
+        await cb.logout()
