@@ -68,7 +68,7 @@ class BlockingCommands:
     def start(self, req: ScsiRequest, luns: Mapping[int, LogicalUnit], t0: int) -> None:
         """Run the command in this connection's worker threads (workers.py: a queue put, not a
         trio.to_thread call per command); `_done` gets its result and has it counted (`count`,
-        with `t0`, the `perf_counter_ns()` its execution began at)."""
+        with `t0`, the `perf_counter_ns()` of its arrival)."""
         self.running += 1
         if self.running == 1:
             self._idle = trio.Event()

@@ -27,6 +27,7 @@ import trio
 
 from .. import scsi
 from ..model import Config, Portal, SessionType
+from ..model.stats import IoSnapshot
 from ..protocol import Connection
 from ..protocol.events import (
     NEED_DATA,
@@ -137,8 +138,13 @@ class ConnectionHandler:
         self.closed = trio.Event()
         #: the handler of the session this login reinstated, until it has ended
         self._reinstated: ConnectionHandler | None = None
-        #: this session's command counters (scsi/stats.py; its LUs count the same commands)
+        #: this session's counters of commands to no LU (scsi/stats.py; the rest: `_parts`)
         self.io = IoCounters()
+        #: its part of each LU's totals, by the totals (`_part`); folded into them at the end
+        self._parts: dict[IoCounters, IoCounters] = {}
+        self._parts_folded = False
+        #: perf_counter_ns() when the last receive returned (`_reader`)
+        self._rx_ns = 0
         #: commands running in this connection's worker threads
         self._blocking = BlockingCommands(
             self.conn, f"pyscsi-io-{self.peer}", may_answer=self._may_answer, answered=self._wake_sender,
@@ -211,6 +217,7 @@ class ConnectionHandler:
         self.terminate(reason)
 
     def _cleanup(self) -> None:
+        self._fold_parts()
         if self.login is not None:
             rec = self.service.registry.get(self.login.tsih)
             if rec is not None and rec.handler is self:
@@ -274,6 +281,9 @@ class ConnectionHandler:
             # segment being received belongs to (wire.py, framing.py)
             n = await recv_into(fd, conn.receive_buffer(), pacer)
             self._last_rx = trio.current_time()
+            # when the commands of this receive arrived: their latency is counted from here
+            # (one clock read per wake-up rather than one per command, scsi/stats.py)
+            self._rx_ns = perf_counter_ns()
             conn.received(n)
             closed = self._handle_events()
             if closed or n == 0:
@@ -415,7 +425,7 @@ class ConnectionHandler:
         assert self.nexus is not None
         # positional (cdb, lun, nexus, data_out, task_tag): keyword arguments cost ~0.3 us more
         req = ScsiRequest(ev.cdb, ev.lun, self.nexus, ev.data, ev.itt)
-        t0 = perf_counter_ns()
+        t0 = self._rx_ns
         try:
             res = scsi.execute(req, luns, nowait=self._nursery is not None)
         except WouldBlock:
@@ -427,12 +437,39 @@ class ConnectionHandler:
             self._blocking.start_pending(req, res.pending, t0)
             return
         self.conn.send_scsi_response(req.task_tag, res.status, res.data, res.sense, res.transfer_length)
-        account(self.io, luns.get(req.lun), req, res, t0)
+        lu = luns.get(req.lun)
+        account(self.io if lu is None else (self._parts.get(lu.stats) or self._part(lu)), req, res, t0)
 
     def _count(self, req: ScsiRequest, res: ScsiResult, t0: int) -> None:
         """Count a command that ran in a worker thread (called in the trio thread)."""
         luns = self.service.lun_map(self.target_id) if self.target_id is not None else {}
-        account(self.io, luns.get(req.lun), req, res, t0)
+        lu = luns.get(req.lun)
+        account(self.io if lu is None else (self._parts.get(lu.stats) or self._part(lu)), req, res, t0)
+
+    def _part(self, lu: LogicalUnit) -> IoCounters:
+        """This session's part of `lu`'s totals (scsi/stats.py), on the session's first command
+        there; keyed by the totals, which a reopened extent's LU keeps. A command answered after
+        the session ended counts in the totals directly."""
+        totals = lu.stats
+        if self._parts_folded:
+            return totals
+        part = self._parts[totals] = totals.attach(self)
+        return part
+
+    def io_snapshot(self) -> IoSnapshot:
+        """The session's counters: its commands without an LU plus its part of every LU's."""
+        total = IoCounters()
+        total.add(self.io)
+        for part in self._parts.values():
+            total.add(part)
+        return total.snapshot()
+
+    def _fold_parts(self) -> None:
+        """The session ended: its parts become the LUs' own totals (they outlive it)."""
+        self._parts_folded = True
+        for totals in self._parts:
+            totals.detach(self)
+        self._parts.clear()
 
     # -- what worker-thread commands ask of the connection (commands.py) ---------------------------
     def _may_answer(self) -> bool:

@@ -83,7 +83,7 @@ class ProcessCounters:
 def session_info(rec: SessionRecord, h: ConnectionHandler) -> SessionInfo:
     """What the API shows of one live session."""
     assert h.login is not None
-    io = h.io.snapshot()
+    io = h.io_snapshot()
     received, sent, digest_errors, r2ts = h.conn.transport_counters()
     params = dict(h.login.params)
     return SessionInfo(

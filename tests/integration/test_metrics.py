@@ -98,16 +98,35 @@ async def test_counters_move_by_exactly_the_workload(tmp_path: Path) -> None:
         assert value(after, "pyscsi_sessions") == 1
         assert value(after, "pyscsi_portal_logins_total", portal="1", tag="1", result="success") == 1
 
-        # the LU's totals outlive the session
-        handlers = list(running.service.handlers)
-        await client.logout()
-        await client.aclose()
-        with trio.fail_after(10):
-            for h in handlers:
-                await h.closed.wait()
-        gone = await scrape(api)
+        # a second session on the same LU: the LU counts both, each session only its own
+        other = await Client.connect(host, int(port), name="iqn.2026-11.org.example:second", isid=0x80_12_34_56_00_02)
+        await other.login(DEMO_IQN)
+        await other.ready()
+        both_before = await scrape(api)
+        for i in range(2):
+            assert (await other.write10(i * WRITE_BLOCKS, bytes([9]) * (WRITE_BLOCKS * BS))).status == 0
+        both = await scrape(api)
+        second = {"target": DEMO_IQN, "initiator": other.ini.name, "isid": f"{other.ini.isid:012x}",
+                  "tsih": str(other.tsih)}
+        assert (value(both, "pyscsi_lu_written_bytes_total", **lu)
+                == value(both_before, "pyscsi_lu_written_bytes_total", **lu) + 2 * WRITE_BLOCKS * BS)
+        assert value(both, "pyscsi_session_written_bytes_total", **second) == 2 * WRITE_BLOCKS * BS
+        assert (value(both, "pyscsi_session_written_bytes_total", **session)
+                == value(after, "pyscsi_session_written_bytes_total", **session))
+
+        # the LU's totals outlive the sessions, whichever ends first
+        for c in (client, other):
+            handlers = [h for h in running.service.handlers if h.login and h.login.initiator_name == c.ini.name]
+            await c.logout()
+            await c.aclose()
+            with trio.fail_after(10):
+                for h in handlers:
+                    await h.closed.wait()
+            gone = await scrape(api)
+            for name in ("pyscsi_lu_read_bytes_total", "pyscsi_lu_written_bytes_total",
+                         "pyscsi_lu_command_latency_seconds_count"):
+                assert value(gone, name, **lu) == value(both, name, **lu), name
         assert value(gone, "pyscsi_sessions") == 0
-        assert value(gone, "pyscsi_lu_read_bytes_total", **lu) == value(after, "pyscsi_lu_read_bytes_total", **lu)
         assert not any(name.startswith("pyscsi_session_") for name, _ in gone)
         nursery.cancel_scope.cancel()
 

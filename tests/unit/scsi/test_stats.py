@@ -12,11 +12,6 @@ from pyscsi_target.scsi.types import CHECK_CONDITION, RESERVATION_CONFLICT, Nexu
 NEXUS = Nexus("iqn.i,i,0x1", "iqn.t,t,0x1")
 
 
-class _Lu:
-    def __init__(self) -> None:
-        self.stats = IoCounters()
-
-
 def test_opcode_classes() -> None:
     assert [OPCODE_KIND[op] for op in (0x08, 0x28, 0xA8, 0x88)] == [READ] * 4
     assert [OPCODE_KIND[op] for op in (0x0A, 0x2A, 0xAA, 0x8A, 0x2E, 0xAE, 0x8E, 0x9C)] == [WRITE] * 8
@@ -29,20 +24,42 @@ def test_sense_key_of_both_formats() -> None:
     assert sense_key(None) == sense_key(b"") == 0
 
 
-def test_account_counts_session_and_lu_alike() -> None:
-    session, lu = IoCounters(), _Lu()
+def test_account_counts_one_command_once() -> None:
+    c = IoCounters()
     read = ScsiRequest(bytes([0x28]) + bytes(9), 0, NEXUS, None, 1)
     write = ScsiRequest(bytes([0x2A]) + bytes(9), 0, NEXUS, b"w" * 1024, 2)
-    account(session, lu, read, ScsiResult(data=b"r" * 4096), perf_counter_ns())  # type: ignore[arg-type]
-    account(session, lu, write, ScsiResult(), perf_counter_ns())  # type: ignore[arg-type]
+    account(c, read, ScsiResult(data=b"r" * 4096), perf_counter_ns())
+    account(c, write, ScsiResult(), perf_counter_ns())
     bad = ScsiResult(status=CHECK_CONDITION, sense=build_sense(SenseReason.LBA_OUT_OF_RANGE, descriptor=True))
-    account(session, lu, read, bad, perf_counter_ns())  # type: ignore[arg-type]
-    account(session, None, read, ScsiResult(status=RESERVATION_CONFLICT), perf_counter_ns())
-    s, u = session.snapshot(), lu.stats.snapshot()
+    account(c, read, bad, perf_counter_ns())
+    account(c, read, ScsiResult(status=RESERVATION_CONFLICT), perf_counter_ns())
+    s = c.snapshot()
     assert (s.read_commands, s.write_commands, s.read_bytes, s.written_bytes) == (3, 1, 4096, 1024)
     assert s.errors == {"ILLEGAL REQUEST": 1} and s.other_status == 1
-    assert (u.read_commands, u.write_commands, u.other_status) == (2, 1, 0)  # no LU: not counted there
-    assert sum(s.latency_buckets) == 4 and sum(u.latency_buckets) == 3 and s.latency_seconds > 0
+    assert sum(s.latency_buckets) == 4 and s.latency_seconds > 0
+
+
+def test_parts_show_in_the_totals_live_and_after_they_end() -> None:
+    """An LU's totals are what ended sessions counted plus the live sessions' parts; a session's
+    part counts each command once and becomes part of the totals when it detaches."""
+    totals = IoCounters()
+    a, b = object(), object()
+    part_a, part_b = totals.attach(a), totals.attach(b)
+    assert totals.attach(a) is part_a and part_a is not part_b
+    part_a.record(READ, 4096, 1000, 0, None)
+    part_b.record(WRITE, 512, 1000, 0, None)
+    part_b.record(WRITE, 512, 1000, CHECK_CONDITION, build_sense(SenseReason.LBA_OUT_OF_RANGE))
+    live = totals.snapshot()
+    assert (live.read_commands, live.write_commands, live.read_bytes, live.written_bytes) == (1, 2, 4096, 1024)
+    assert live.errors == {"ILLEGAL REQUEST": 1}
+    totals.detach(a)
+    totals.detach(a)  # twice: nothing counted twice
+    assert totals.snapshot() == live and list(totals.parts) == [b]
+    totals.detach(b)
+    assert totals.snapshot() == live and not totals.parts
+    again = totals.attach(a)  # a new part for an owner that came back
+    again.record(OTHER, 0, 10, 0, None)
+    assert totals.snapshot().other_commands == 1 and totals.snapshot().read_commands == 1
 
 
 def test_latency_buckets_are_log2_microseconds() -> None:
