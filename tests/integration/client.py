@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
@@ -78,6 +79,16 @@ class Client:
                       isid: int = 0x80_12_34_56_00_01) -> Client:
         sock = await trio.open_tcp_stream(host, port)
         return cls(sock, Initiator(name=name, isid=isid))
+
+    @classmethod
+    async def session(cls, portal: str, target: str, **kw: Any) -> Client:
+        """Connected to `portal` ("host:port"), logged in to `target` and past LUN 0's start-up
+        unit attention: what most end-to-end tests start with."""
+        host, port = portal.rsplit(":", 1)
+        client = await cls.connect(host, int(port), **kw)
+        await client.login(target)
+        await client.ready()
+        return client
 
     async def aclose(self) -> None:
         await self.sock.aclose()

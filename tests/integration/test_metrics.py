@@ -65,10 +65,7 @@ async def test_counters_move_by_exactly_the_workload(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         running = await start(nursery, demo_options(tmp_path / "data", api=True))
         api = ApiClient.for_server(running.options)
-        host, port = running.portal.rsplit(":", 1)
-        client = await Client.connect(host, int(port))
-        await client.login(DEMO_IQN)
-        await client.ready()
+        client = await Client.session(running.portal, DEMO_IQN)
         before = await scrape(api)
         await workload(client)
         after = await scrape(api)
@@ -99,9 +96,8 @@ async def test_counters_move_by_exactly_the_workload(tmp_path: Path) -> None:
         assert value(after, "pyscsi_portal_logins_total", portal="1", tag="1", result="success") == 1
 
         # a second session on the same LU: the LU counts both, each session only its own
-        other = await Client.connect(host, int(port), name="iqn.2026-11.org.example:second", isid=0x80_12_34_56_00_02)
-        await other.login(DEMO_IQN)
-        await other.ready()
+        other = await Client.session(running.portal, DEMO_IQN, name="iqn.2026-11.org.example:second",
+                                     isid=0x80_12_34_56_00_02)
         both_before = await scrape(api)
         for i in range(2):
             assert (await other.write10(i * WRITE_BLOCKS, bytes([9]) * (WRITE_BLOCKS * BS))).status == 0

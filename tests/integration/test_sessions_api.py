@@ -24,10 +24,7 @@ async def test_sessions_list_their_login_and_counters(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         running = await start(nursery, demo_options(tmp_path / "data", api=True))
         api = ApiClient.for_server(running.options)
-        host, port = running.portal.rsplit(":", 1)
-        client = await Client.connect(host, int(port))
-        await client.login(DEMO_IQN)
-        await client.ready()
+        client = await Client.session(running.portal, DEMO_IQN)
         assert (await client.read10(0, 8)).status == 0
         [row] = (await api.get(SESSIONS)).json()
         assert row["id"] == row["tsih"] == client.tsih
