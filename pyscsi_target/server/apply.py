@@ -20,6 +20,7 @@ Extents not served (their LU answers NOT READY) are retried at every apply, as b
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -185,8 +186,7 @@ class ChangeApplier:
         for (ext, live, unchanged), result in zip(to_open, results, strict=True):
             if isinstance(result, BaseException):
                 if ext.id in refusing:
-                    failure = failure or ApplyError(f"Cannot open {ext.path}: {result}", "extents", ext.id,
-                                                    _location(ext))
+                    failure = failure or _open_refusal(ext, result)
                     continue
                 result = not_ready(ext, f"cannot open {ext.path}: {result}", self.host)
             if result.problem is not None:
@@ -379,6 +379,16 @@ def _resizable(ext: Extent) -> bool:
     """`filesize` applies to the extent's kind (a change resizes it live)."""
     kind = kind_for(ext.type)
     return kind is not None and kind.resizable
+
+
+def _open_refusal(ext: Extent, exc: BaseException) -> ApplyError:
+    """Why a new or changed extent could not be opened, about the field that can fix it: a size the
+    file system cannot hold (EFBIG: ext4 stops at 16 TiB with 4 KiB blocks) is about the size,
+    anything else about where the storage is."""
+    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        return ApplyError(f"{ext.filesize} bytes is more than the file system of {ext.path} can hold in one file",
+                          "extents", ext.id, "filesize")
+    return ApplyError(f"Cannot open {ext.path}: {exc}", "extents", ext.id, _location(ext))
 
 
 def _location(ext: Extent) -> str | None:

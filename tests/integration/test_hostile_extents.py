@@ -311,6 +311,7 @@ async def test_a_refused_create_leaves_nothing_on_disk(tmp_path: Path) -> None:
         body = file_extent(root / "new" / "deeper" / "huge.img", size=str(2**62))
         reply = await api.post(f"{ISCSI}/extent/", body)
         assert reply.status == 409, reply.body
+        assert list(reply.json()) == [FILESIZE], reply.body  # the field that can fix it: EFBIG is the size's
         assert not (root / "new").exists()
         assert await extents(api) == []
     await still_empty_after_restart(opts)
