@@ -227,26 +227,31 @@ def extent_list(ctl: Ctl) -> None:
 @extent.command("create")
 @click.argument("name")
 @click.option("--path", metavar="FILE", help="a File extent: absolute path inside an --extent-root of the server")
-@click.option("--size", metavar="SIZE", help="File size: bytes or 10G, 512M, 1T (1024-based); 0 = the file's size")
 @click.option("--disk", metavar="DEV", help="a Disk extent: zvol/POOL/VOL or a device under the server's --device-root")
+@click.option("--rbd", metavar="POOL/IMAGE", help="an RBD extent: a Ceph image of the server's cluster")
+@click.option("--size", metavar="SIZE",
+              help="File or RBD size: bytes or 10G, 512M, 1T (1024-based); creates a missing file or image; "
+                   "0 = its own size")
 @click.option("--blocksize", type=click.Choice(["512", "1024", "2048", "4096"]), help="logical block size")
 @click.option("--ro", is_flag=True, help="read-only LU")
 @click.option("--comment")
 @pass_ctl
-def extent_create(ctl: Ctl, name: str, path: str | None, size: str | None, disk: str | None,
+def extent_create(ctl: Ctl, name: str, path: str | None, disk: str | None, rbd: str | None, size: str | None,
                   blocksize: str | None, ro: bool, comment: str | None) -> None:
-    """Create extent NAME: a file (--path, --size) or a device (--disk)."""
-    if (path is None) == (disk is None):
-        raise click.UsageError("give either --path FILE (a File extent) or --disk DEV (a Disk extent)")
+    """Create extent NAME: a file (--path, --size), a device (--disk) or a Ceph RBD image (--rbd)."""
+    if sum(where is not None for where in (path, disk, rbd)) != 1:
+        raise click.UsageError("give one of --path FILE (a File extent), --disk DEV (a Disk extent) "
+                               "or --rbd POOL/IMAGE (an RBD extent)")
     if disk is not None and size is not None:
-        raise click.UsageError("--size is for File extents; a Disk extent has its device's size")
+        raise click.UsageError("--size is for File and RBD extents; a Disk extent has its device's size")
     body: dict[str, Any] = {"iscsi_target_extent_name": name}
-    if path is not None:
-        body.update(iscsi_target_extent_type="File", iscsi_target_extent_path=path)
+    if disk is not None:
+        body.update(iscsi_target_extent_type="Disk", iscsi_target_extent_disk=disk)
+    else:
+        body.update(iscsi_target_extent_type="File" if path is not None else "RBD",
+                    iscsi_target_extent_path=path if path is not None else rbd)
         if size is not None:
             body["iscsi_target_extent_filesize"] = api_size(size)
-    else:
-        body.update(iscsi_target_extent_type="Disk", iscsi_target_extent_disk=disk)
     if blocksize is not None:
         body["iscsi_target_extent_blocksize"] = int(blocksize)
     if ro:

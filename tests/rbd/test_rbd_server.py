@@ -7,6 +7,7 @@ retried until the cluster answers."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
 from pathlib import Path
@@ -14,7 +15,9 @@ from typing import Any
 
 import pytest
 import trio
+from click.testing import CliRunner, Result
 
+from pyscsi_target.ctl.cli import cli
 from pyscsi_target.scsi import execute
 from pyscsi_target.scsi.host import STANDALONE
 from pyscsi_target.scsi.lu import LogicalUnit, LuIdentity
@@ -99,6 +102,31 @@ async def test_a_missing_image_is_a_409_on_the_path(nursery: trio.Nursery, tmp_p
                                                  "iscsi_target_extent_path": "nopool/x",
                                                  "iscsi_target_extent_filesize": "1MB"})
     assert reply.status == 409 and "pool 'nopool' does not exist" in reply.json()["iscsi_target_extent_path"][0]
+
+
+async def test_the_cli_creates_an_rbd_extent(nursery: trio.Nursery, tmp_path: Path,
+                                            ceph_cluster: CephCluster, rbd_cluster: RbdCluster) -> None:
+    """`pyscsi-targetctl extent create NAME --rbd POOL/IMAGE --size S`: the image is created and the
+    extent listed as RBD; a refusal names the API's field (exit 1), and two places are a usage error."""
+    opts = options(tmp_path, ceph_cluster.conf)
+    await nursery.start(serve, opts)
+    base = ["--api", f"http://{opts.api}", "--password-file", str(opts.data_dir / "api-password")]
+    runner = CliRunner()
+
+    async def ctl(*args: str) -> Result:
+        return await trio.to_thread.run_sync(lambda: runner.invoke(cli, [*base, *args]))
+
+    image = image_name("cli")
+    made = await ctl("--json", "extent", "create", "vol", "--rbd", f"{POOL}/{image}", "--size", "16M")
+    assert made.exit_code == 0, (made.stdout, made.stderr)
+    ext = json.loads(made.stdout)
+    assert (ext["iscsi_target_extent_type"], ext["iscsi_target_extent_path"]) == ("RBD", f"{POOL}/{image}")
+    assert ext["iscsi_target_extent_filesize"] == str(16 << 20) and rbd_cluster.image_exists(POOL, image)
+    missing = await ctl("extent", "create", "m", "--rbd", f"{POOL}/{image_name('missing')}")
+    assert missing.exit_code == 1 and missing.stderr.startswith("iscsi_target_extent_path: "), missing.stderr
+    assert "does not exist; give a size" in missing.stderr
+    both = await ctl("extent", "create", "b", "--rbd", f"{POOL}/x", "--path", str(tmp_path / "b.img"))
+    assert both.exit_code == 2 and "--rbd" in both.stderr
 
 
 def test_reads_and_writes_on_the_event_loop_are_asynchronous(rbd_cluster: RbdCluster) -> None:
