@@ -261,6 +261,18 @@ def extent_create(ctl: Ctl, name: str, path: str | None, disk: str | None, rbd: 
     ctl.show("extent", ctl.api.request("POST", "/services/iscsi/extent/", body))
 
 
+@extent.command("resize")
+@click.argument("ref", metavar="NAME|ID")
+@click.argument("size")
+@pass_ctl
+def extent_resize(ctl: Ctl, ref: str, size: str) -> None:
+    """Grow a File or RBD extent to SIZE (10G, 512M, 1T, bytes), live: the initiators see CAPACITY
+    DATA HAS CHANGED. Shrinking is refused (it would cut off data)."""
+    e = lookup(ctl.api, "extent", "iscsi_target_extent_name", ref, "extent")
+    ctl.show("extent", ctl.api.request("PUT", f"/services/iscsi/extent/{e['id']}/",
+                                       {"iscsi_target_extent_filesize": api_size(size)}))
+
+
 @extent.command("delete")
 @click.argument("ref", metavar="NAME|ID")
 @pass_ctl

@@ -99,6 +99,11 @@ async def test_target_extent_lun_lifecycle(ctl: Ctl) -> None:
     assert (mapping["iscsi_target"], mapping["iscsi_extent"], mapping["iscsi_lunid"]) == (target["id"], extent["id"], 3)
     assert await ctl.json("lun", "list", "disk1") == [mapping]
     assert "disk1" in (await ctl.ok("lun", "list")).stdout
+    grown = await ctl.json("extent", "resize", "disk1", "12M")  # live, as the API's PUT
+    assert grown["iscsi_target_extent_filesize"] == str(12 << 20) and path.stat().st_size == 12 << 20
+    shrink = await ctl("extent", "resize", str(extent["id"]), "1M")
+    assert shrink.exit_code == 1 and shrink.stderr.startswith("iscsi_target_extent_filesize: ")
+    assert path.stat().st_size == 12 << 20
     assert (await ctl.ok("lun", "unmap", "disk1", "--lun", "3")).stdout == "unmapped LUN 3 of target disk1\n"
     assert await ctl.api_get(f"{ISCSI}/targettoextent/?iscsi_target={target['id']}") == []
     await ctl.ok("lun", "map", "disk1", "disk1")
