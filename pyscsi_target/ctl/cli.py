@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
+from prometheus_client.parser import text_string_to_metric_families
 
 from .. import __version__
 from .http import Api, Refused
@@ -307,6 +308,57 @@ def lun_list(ctl: Ctl, target_ref: str | None) -> None:
         names = {m["id"]: {"TARGET-NAME": targets.get(m["iscsi_target"], "?"),
                            "EXTENT-NAME": extents.get(m["iscsi_extent"], "?")} for m in mappings}
     ctl.show("targettoextent", mappings, extra=names)
+
+
+@lun.command("stats")
+@click.argument("target_ref", metavar="[TARGET]", required=False)
+@pass_ctl
+def lun_stats(ctl: Ctl, target_ref: str | None) -> None:
+    """Per-LUN counters since the server started (what `tgtadm --op stat` shows), read from the
+    server's /metrics: commands, bytes, CHECK CONDITIONs and mean latency, of every LUN or of TARGET.
+    With --json, a list of objects with the same fields (errors by sense key)."""
+    rows = lu_statistics(ctl.api.metrics())
+    if target_ref is not None:
+        found = lookup(ctl.api, "target", "iscsi_target_name", target_ref.lower(), "target")
+        iqn = _target_iqns(ctl.api, [found])[found["id"]]["IQN"]
+        rows = [r for r in rows if r["target"] == iqn]
+    if ctl.as_json:
+        emit(rows, as_json=True)
+    else:
+        emit(rows, as_json=False, human=table("lustats", [{**r, "errors": sum(r["errors"].values())} for r in rows]))
+
+
+def lu_statistics(text: str) -> list[dict[str, Any]]:
+    """The `pyscsi_lu_*` samples of a /metrics page, one object per LU: the mapped ones by target and
+    LUN, then the extents no target maps (their `target` is "" and `lun` None: an extent is served,
+    and counted, as long as it is enabled)."""
+    rows: dict[tuple[bool, str, int, str], dict[str, Any]] = {}
+    latency: dict[tuple[bool, str, int, str], list[float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if not sample.name.startswith("pyscsi_lu_"):
+                continue
+            labels = sample.labels
+            lun = int(labels["lun"]) if labels["lun"] else None
+            key = (lun is None, labels["target"], -1 if lun is None else lun, labels["extent"])
+            row = rows.setdefault(key, {"target": labels["target"], "lun": lun, "extent": labels["extent"],
+                                        "read_commands": 0, "write_commands": 0, "other_commands": 0,
+                                        "read_bytes": 0, "written_bytes": 0, "errors": {}})
+            name, value = sample.name, int(sample.value)
+            if name == "pyscsi_lu_commands_total":
+                row[f"{labels['kind']}_commands"] = value
+            elif name == "pyscsi_lu_read_bytes_total":
+                row["read_bytes"] = value
+            elif name == "pyscsi_lu_written_bytes_total":
+                row["written_bytes"] = value
+            elif name == "pyscsi_lu_errors_total":
+                row["errors"][labels["sense_key"]] = value
+            elif name in ("pyscsi_lu_command_latency_seconds_count", "pyscsi_lu_command_latency_seconds_sum"):
+                latency.setdefault(key, [0.0, 0.0])[name.endswith("_sum")] = sample.value
+    for key, row in rows.items():
+        count, total = latency.get(key, [0.0, 0.0])
+        row["mean_latency_us"] = round(total / count * 1e6, 1) if count else None
+    return [rows[k] for k in sorted(rows)]
 
 
 @lun.command("map")

@@ -27,6 +27,7 @@ import click
 
 #: the API's path prefix (spec Part B §B.1)
 API_PREFIX = "/api/v1.0"
+METRICS_PATH = "/metrics"
 #: seconds to wait for the API to connect and answer one request
 REQUEST_TIMEOUT_S = 30.0
 #: exit statuses a script can rely on (issue #13 item 4); 2 (usage) is click's own
@@ -101,10 +102,19 @@ class Api:
         """`method` on `API_PREFIX + path`; the decoded JSON answer (None for an empty one). Raises
         `Refused` for any 4xx/5xx (`not_found` is the message for a 404) and `Unreachable`."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + API_PREFIX + path, data=data, method=method)
+        raw = self._exchange(method, self.url + API_PREFIX + path, data, "application/json", not_found)
+        return json.loads(raw) if raw else None
+
+    def metrics(self) -> str:
+        """The server's `GET /metrics` (Prometheus text format), with the API's credentials (a server
+        with --metrics-public ignores them)."""
+        return self._exchange("GET", self.url + METRICS_PATH, None, "text/plain", None).decode()
+
+    def _exchange(self, method: str, url: str, data: bytes | None, accept: str, not_found: str | None) -> bytes:
+        req = urllib.request.Request(url, data=data, method=method)
         token = base64.b64encode(f"root:{self.password}".encode()).decode()
         req.add_header("Authorization", f"Basic {token}")
-        req.add_header("Accept", "application/json")
+        req.add_header("Accept", accept)
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
@@ -119,7 +129,7 @@ class Api:
             raise Unreachable(f"cannot reach the API at {self.url}: {reason(exc.reason)}") from exc
         except (OSError, ssl.SSLError) as exc:  # timeouts and resets while reading the answer
             raise Unreachable(f"cannot reach the API at {self.url}: {reason(exc)}") from exc
-        return json.loads(raw) if raw else None
+        return raw
 
     def objects(self, resource: str, **filters: Any) -> list[dict[str, Any]]:
         """Every object of an iSCSI `resource` (`limit=0`: no paging), optionally filtered."""

@@ -21,7 +21,7 @@ import trio
 from click.testing import CliRunner, Result
 
 from pyscsi_target.ctl.cli import cli
-from tests.support import Running, demo_options, free_port, start
+from tests.support import DEMO_IQN, Running, demo_options, free_port, start
 
 from .apiclient import API, ISCSI, ApiClient
 from .reliability import REPO, open_session
@@ -112,6 +112,41 @@ async def test_target_extent_lun_lifecycle(ctl: Ctl) -> None:
     assert path.exists()  # backing files are never removed
     await ctl.ok("target", "delete", str(target["id"]))
     assert [t["iscsi_target_name"] for t in await ctl.api_get(f"{ISCSI}/target/")] == ["demo"]
+
+
+async def test_lun_stats_count_exactly_what_an_initiator_did(ctl: Ctl) -> None:
+    """`lun stats` (tgtadm --op stat's counterpart) reads /metrics: after 3 writes of 8 blocks and 2
+    reads of 4 through the demo LUN, exactly those commands and bytes; a second target's LUN is
+    listed beside it and left out when the demo target is named."""
+    path = ctl.tmp / "extents" / "other.img"
+    await ctl.ok("extent", "create", "other", "--path", str(path), "--size", "1M")
+    await ctl.ok("target", "create", "other")
+    await ctl.ok("lun", "map", "other", "other")
+    await ctl.ok("extent", "create", "spare", "--path", str(ctl.tmp / "extents" / "spare.img"), "--size", "1M")
+    client = await open_session(ctl.run.portal, DEMO_IQN, name="iqn.2026-12.org.example:stats", isid=8)
+    before = {r["target"]: r for r in await ctl.json("lun", "stats")}
+    for lba in (0, 8, 16):
+        assert (await client.write10(lba, bytes(range(256)) * 16)).status == 0
+    for lba in (0, 100):
+        assert (await client.read10(lba, 4)).status == 0
+    await client.aclose()
+    rows = await ctl.json("lun", "stats")
+    assert [(r["target"], r["lun"], r["extent"]) for r in rows] == [
+        (DEMO_IQN, 0, "demo"), ("iqn.2005-10.org.freenas.ctl:other", 0, "other"), ("", None, "spare")]
+    demo, other, _ = rows
+    was = before[DEMO_IQN]
+    moved = {k: demo[k] - was[k] for k in ("write_commands", "written_bytes", "read_commands", "read_bytes")}
+    assert moved == {"write_commands": 3, "written_bytes": 3 * 4096, "read_commands": 2, "read_bytes": 2 * 2048}
+    assert demo["other_commands"] >= 1 and demo["errors"].get("UNIT ATTENTION", 0) >= 1  # ready()
+    assert demo["mean_latency_us"] > 0
+    assert (other["read_commands"], other["write_commands"], other["mean_latency_us"]) == (0, 0, None)
+    assert [r["target"] for r in await ctl.json("lun", "stats", "demo")] == [DEMO_IQN]
+    assert (await ctl.ok("lun", "stats")).stdout.splitlines()[3].split()[:3] == ["-", "-", "spare"]
+    human = (await ctl.ok("lun", "stats", "demo")).stdout.splitlines()
+    assert human[0].split() == ["TARGET", "LUN", "EXTENT", "READS", "WRITES", "OTHER", "READ", "WRITTEN", "ERRORS",
+                                "MEAN-LAT-US"]
+    assert human[1].split()[:8] == [DEMO_IQN, "0", "demo", str(demo["read_commands"]), str(demo["write_commands"]),
+                                    str(demo["other_commands"]), str(demo["read_bytes"]), str(demo["written_bytes"])]
 
 
 async def test_portal_chap_initiator_and_a_chap_target(ctl: Ctl) -> None:
